@@ -1,0 +1,1 @@
+"""ocr-relay: watches Monite OCR tasks and delivers normalized, signed results to callbacks."""

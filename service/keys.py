@@ -1,0 +1,105 @@
+"""Every Redis key the service spells, in one place.
+
+All keys start with the configured prefix (``REDIS_KEY_PREFIX``, default ``ocr-relay:``) so that a
+deployment, or a test, owns a slice of a shared Redis and can remove it with one SCAN pattern.
+arq's own keys (``arq:job:<id>`` …) carry the prefix through the job ids built here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class Keys:
+    """Key names for one prefix. Values are msgspec-encoded unless a comment says otherwise."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix: Final = prefix
+
+    # -- watches -----------------------------------------------------------------------------
+    def watch(self, watch_id: str) -> str:
+        """The watch record (msgpack)."""
+        return f"{self.prefix}watch:{watch_id}"
+
+    def watch_transitions(self, watch_id: str) -> str:
+        """List of state transitions of one watch (msgpack items)."""
+        return f"{self.prefix}watch:{watch_id}:transitions"
+
+    def watch_dedupe(self, client: str, task_id: str, callback_url_hash: str) -> str:
+        """String: watch id registered by ``client`` for this task and callback."""
+        return f"{self.prefix}dedupe:{client}:{task_id}:{callback_url_hash}"
+
+    def idempotency(self, client: str, key_hash: str) -> str:
+        """String: watch id created under an ``Idempotency-Key``."""
+        return f"{self.prefix}idem:{client}:{key_hash}"
+
+    def client_watches(self, client: str) -> str:
+        """Sorted set of a client's watch ids scored by creation time (ms), for listing."""
+        return f"{self.prefix}client:{client}:watches"
+
+    def task_watches(self, task_id: str) -> str:
+        """Set of watch ids that follow one Monite task (push fast path, listing by task)."""
+        return f"{self.prefix}task:{task_id}:watches"
+
+    # -- events and deliveries ---------------------------------------------------------------
+    def event(self, event_id: str) -> str:
+        """The event record: its exact body bytes as signed, type, watch id (msgpack)."""
+        return f"{self.prefix}event:{event_id}"
+
+    def attempts(self, watch_id: str) -> str:
+        """List of delivery attempts of one watch (msgpack items, oldest first)."""
+        return f"{self.prefix}watch:{watch_id}:attempts"
+
+    # -- polling -----------------------------------------------------------------------------
+    def due(self, group: str) -> str:
+        """Sorted set: watch ids of one poll group scored by next poll time (ms since epoch)."""
+        return f"{self.prefix}due:{group}"
+
+    def groups(self) -> str:
+        """Set of poll groups that may have watches in their due set."""
+        return f"{self.prefix}groups"
+
+    # -- Monite access -----------------------------------------------------------------------
+    def monite_token(self, credentials_id: str) -> str:
+        """The shared Monite access token for one set of credentials (msgpack)."""
+        return f"{self.prefix}monite:token:{credentials_id}"
+
+    def monite_token_lock(self, credentials_id: str) -> str:
+        """Single-flight lock while one process fetches a new token."""
+        return f"{self.prefix}monite:token:{credentials_id}:lock"
+
+    def rate_budget(self, credentials_id: str) -> str:
+        """GCRA state (theoretical arrival time, ms) of the shared Monite request budget."""
+        return f"{self.prefix}monite:rate:{credentials_id}"
+
+    def rate_pause(self, credentials_id: str) -> str:
+        """String (ms since epoch) before which nobody calls Monite, set after a 429."""
+        return f"{self.prefix}monite:pause:{credentials_id}"
+
+    def push_seen(self, event_id: str) -> str:
+        """Marker of a Monite push event already accepted (replay protection)."""
+        return f"{self.prefix}push:{event_id}"
+
+    # -- API ---------------------------------------------------------------------------------
+    def api_rate(self) -> str:
+        """Prefix for the API rate-limit middleware's store."""
+        return f"{self.prefix}api-rate:"
+
+    # -- arq ---------------------------------------------------------------------------------
+    def queue(self) -> str:
+        """arq's queue (a sorted set owned by arq)."""
+        return f"{self.prefix}queue"
+
+    def health_check(self) -> str:
+        """arq's worker health-check key."""
+        return f"{self.prefix}worker:health"
+
+    def job_id(self, kind: str, *parts: str) -> str:
+        """A deterministic arq job id; arq's own keys then carry our prefix too."""
+        return ":".join((f"{self.prefix}job", kind, *parts))
+
+    def pattern(self) -> str:
+        """SCAN pattern matching every key of this prefix, arq's job keys included."""
+        return f"*{self.prefix}*"
