@@ -1,0 +1,121 @@
+"""Watch states, the transitions between them, and the reasons a watch fails.
+
+Pure: the store enforces these rules atomically in Redis, the API and the jobs ask them here.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Final, Literal
+
+import msgspec
+
+
+class WatchState(enum.StrEnum):
+    """Where a watch is in its life (DESIGN §2)."""
+
+    POLLING = "polling"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FailureCode = Literal[
+    "ocr_error",
+    "task_not_found",
+    "deadline_exceeded",
+    "invalid_payload",
+    "upstream_unauthorized",
+    "callback_gone",
+    "delivery_exhausted",
+    "callback_refused",
+]
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """Why a watch ended ``failed``: the OCR outcome or the delivery problem."""
+
+    code: FailureCode
+    message: str
+
+
+TERMINAL_STATES: Final = frozenset(
+    {WatchState.DELIVERED, WatchState.FAILED, WatchState.CANCELLED}
+)
+
+# A failure event is delivered too, so `failed` is reachable from `delivering` only; `polling`
+# goes to `delivering` for both outcomes. Redelivery reopens a finished delivery.
+_ALLOWED: Final[dict[WatchState, frozenset[WatchState]]] = {
+    WatchState.POLLING: frozenset({WatchState.DELIVERING, WatchState.CANCELLED}),
+    WatchState.DELIVERING: frozenset(
+        {WatchState.DELIVERED, WatchState.FAILED, WatchState.CANCELLED}
+    ),
+    WatchState.DELIVERED: frozenset({WatchState.DELIVERING}),
+    WatchState.FAILED: frozenset({WatchState.DELIVERING}),
+    WatchState.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: WatchState, target: WatchState) -> bool:
+    """True when a watch in ``current`` may move to ``target``."""
+    return target in _ALLOWED[current]
+
+
+def can_redeliver(state: WatchState, has_event: bool) -> bool:
+    """A finished delivery (either way) with a stored event may be delivered again."""
+    return has_event and state in (WatchState.DELIVERED, WatchState.FAILED)
+
+
+class SigningSecret(msgspec.Struct, frozen=True):
+    """A webhook secret of a watch; an old secret keeps signing until ``expires_at`` (rotation)."""
+
+    value: str
+    expires_at: datetime | None = None
+
+
+class Watch(msgspec.Struct, kw_only=True):
+    """A registration: "tell ``callback_url`` when Monite task ``task_id`` finishes".
+
+    Stored msgpack-encoded; ``version`` increases with every write so that concurrent writers
+    are detected (compare-and-set in the store).
+    """
+
+    id: str
+    client: str
+    task_id: str
+    entity_id: str | None
+    callback_url: str
+    metadata_json: bytes
+    secrets: tuple[SigningSecret, ...]
+    include_raw: bool = False
+    state: WatchState = WatchState.POLLING
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime
+    polls: int = 0
+    poll_errors: int = 0
+    last_monite_status: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    failure: Failure | None = None
+    delivery_series: int = 0
+    delivery_attempts: int = 0
+    delivery_in_flight_until: datetime | None = None
+    version: int = 0
+
+    def active_secrets(self, now: datetime) -> tuple[str, ...]:
+        """The secrets that sign at ``now``: the current one and any still in its grace period."""
+        return tuple(
+            s.value for s in self.secrets if s.expires_at is None or s.expires_at > now
+        )
+
+
+class Transition(msgspec.Struct, frozen=True):
+    """One recorded state change of a watch."""
+
+    at: datetime
+    to: WatchState
+    source: WatchState | None = msgspec.field(default=None, name="from")
+    reason: str | None = None

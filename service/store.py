@@ -1,0 +1,420 @@
+"""Watches, events and delivery attempts in Redis.
+
+A watch is a hash ``{v: version, d: msgpack(Watch)}``. Every write is a compare-and-set on ``v`` in
+one Lua script, so two workers can never both move a watch forward: the loser re-reads and
+re-decides. Polling state lives in per-group sorted sets (``due``) scored by the next poll time;
+poll rounds claim due watches with a lease, so a watch is never polled twice at once and a crashed
+round's watches come back when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Final, cast
+
+import msgspec
+from redis.asyncio import Redis
+
+from service.domain.watch import Transition, Watch, WatchState
+from service.keys import Keys
+
+_CAS_RETRIES: Final = 20
+
+_encode = msgspec.msgpack.Encoder().encode
+_watch_decoder = msgspec.msgpack.Decoder(Watch)
+_transition_decoder = msgspec.msgpack.Decoder(Transition)
+
+_CREATE = """
+if ARGV[6] == '1' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return {0, existing} end
+end
+local dup = redis.call('GET', KEYS[2])
+if dup then
+  if ARGV[6] == '1' then redis.call('SET', KEYS[3], dup, 'EX', ARGV[7]) end
+  return {0, dup}
+end
+redis.call('HSET', KEYS[1], 'v', '0', 'd', ARGV[2])
+redis.call('RPUSH', KEYS[8], ARGV[8])
+redis.call('SET', KEYS[2], ARGV[1])
+if ARGV[6] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7]) end
+redis.call('ZADD', KEYS[4], 0, ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[5])
+return {1, ARGV[1]}
+"""
+
+_CAS = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2])
+if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
+if ARGV[5] == 'remove' then redis.call('ZREM', KEYS[3], ARGV[6]) end
+if ARGV[5] == 'add' then
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+  redis.call('SADD', KEYS[4], ARGV[8])
+end
+return 1
+"""
+
+# Claims due watches for one poll round: those due now first, then (to fill a request that is
+# being made anyway) those due within the horizon. Claimed members move to now + lease.
+_CLAIM = """
+local now = tonumber(ARGV[1])
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids == 0 then return ids end
+local room = tonumber(ARGV[3]) - #ids
+if room > 0 and tonumber(ARGV[2]) > now then
+  local extra = redis.call('ZRANGE', KEYS[1], '(' .. now, ARGV[2], 'BYSCORE', 'LIMIT', 0, room)
+  for _, id in ipairs(extra) do ids[#ids + 1] = id end
+end
+local lease = now + tonumber(ARGV[4])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], lease, id) end
+return ids
+"""
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def to_ms(at: datetime) -> int:
+    """Milliseconds since the epoch."""
+    return int(at.timestamp() * 1000)
+
+
+class EventRecord(msgspec.Struct, frozen=True):
+    """An event as stored: its exact body bytes, as signed and delivered."""
+
+    id: str
+    watch_id: str
+    type: str
+    body: bytes
+    created_at: datetime
+
+
+class LoggedAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery attempt of an event, as the attempt log keeps it."""
+
+    event_id: str
+    series: int
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency_ms: float
+    outcome: str
+    error: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+_event_decoder = msgspec.msgpack.Decoder(EventRecord)
+_attempt_decoder = msgspec.msgpack.Decoder(LoggedAttempt)
+
+
+class WatchPage(msgspec.Struct, frozen=True):
+    """One page of a client's watches, newest first, and the cursor of the next page."""
+
+    items: list[Watch]
+    next_cursor: str | None
+
+
+class CreateResult(msgspec.Struct, frozen=True):
+    """The watch a registration ended with; ``created`` is False when an existing one was found."""
+
+    watch: Watch
+    created: bool
+
+
+class Store:
+    """Watches, events and attempts of one key prefix."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._create = redis.register_script(_CREATE)
+        self._cas = redis.register_script(_CAS)
+        self._claim = redis.register_script(_CLAIM)
+
+    # -- watches -----------------------------------------------------------------------------
+    async def create_watch(
+        self,
+        watch: Watch,
+        *,
+        group: str,
+        dedupe_key: str,
+        idempotency_key: str | None,
+        first_poll_at_ms: int,
+        idempotency_ttl_s: int = 86400,
+    ) -> CreateResult:
+        """Store a new watch and make it due, unless the same registration already exists."""
+        k = self.keys
+        transition = Transition(at=watch.created_at, to=watch.state, reason="registered")
+        created, watch_id = await self._create(
+            keys=[
+                k.watch(watch.id),
+                dedupe_key,
+                idempotency_key or dedupe_key,
+                k.client_watches(watch.client),
+                k.task_watches(watch.task_id),
+                k.due(group),
+                k.groups(),
+                k.watch_transitions(watch.id),
+            ],
+            args=[
+                watch.id,
+                _encode(watch),
+                index_member(watch),
+                first_poll_at_ms,
+                group,
+                "1" if idempotency_key else "0",
+                idempotency_ttl_s,
+                _encode(transition),
+            ],
+        )
+        if created:
+            return CreateResult(watch=watch, created=True)
+        existing = await self.get(watch_id.decode())
+        if existing is None:  # the earlier watch expired after its retention period
+            await self.redis.delete(dedupe_key, *([idempotency_key] if idempotency_key else []))
+            return await self.create_watch(
+                watch,
+                group=group,
+                dedupe_key=dedupe_key,
+                idempotency_key=idempotency_key,
+                first_poll_at_ms=first_poll_at_ms,
+                idempotency_ttl_s=idempotency_ttl_s,
+            )
+        return CreateResult(watch=existing, created=False)
+
+    async def get(self, watch_id: str) -> Watch | None:
+        """The watch, or None when unknown."""
+        raw = await self.redis.hget(self.keys.watch(watch_id), "d")  # type: ignore[misc]
+        return None if raw is None else _watch_decoder.decode(raw)
+
+    async def get_many(self, watch_ids: Sequence[str]) -> list[Watch | None]:
+        """Several watches in one round trip, in the order asked."""
+        if not watch_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for wid in watch_ids:
+                pipe.hget(self.keys.watch(wid), "d")
+            raws = await pipe.execute()
+        return [None if r is None else _watch_decoder.decode(r) for r in raws]
+
+    async def update(
+        self,
+        watch_id: str,
+        mutate: Callable[[Watch], Watch | None],
+        *,
+        reason: str | None = None,
+        due_group: str | None = None,
+        due_at_ms: int | None = None,
+    ) -> Watch | None:
+        """Apply ``mutate`` to the current watch with compare-and-set, retrying on conflict.
+
+        ``mutate`` gets a copy and returns the new watch, or None to leave it unchanged (then
+        ``update`` returns None). A state change is recorded as a transition; leaving ``polling``
+        removes the watch from its group's due set, entering it with ``due_at_ms`` adds it.
+        """
+        for _ in range(_CAS_RETRIES):
+            current = await self.get(watch_id)
+            if current is None:
+                return None
+            new = mutate(msgspec.structs.replace(current))
+            if new is None:
+                return None
+            new = msgspec.structs.replace(new, version=current.version + 1, updated_at=now_utc())
+            transition = b""
+            due_op = ""
+            if new.state != current.state:
+                transition = _encode(
+                    Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
+                )
+                if current.state == WatchState.POLLING:
+                    due_op = "remove"
+            if due_group is not None and due_at_ms is not None and new.state == WatchState.POLLING:
+                due_op = "add"
+            ok = await self._cas(
+                keys=[
+                    self.keys.watch(watch_id),
+                    self.keys.watch_transitions(watch_id),
+                    self.keys.due(due_group or group_of(current)),
+                    self.keys.groups(),
+                ],
+                args=[
+                    str(current.version),
+                    _encode(new),
+                    str(new.version),
+                    transition,
+                    due_op,
+                    watch_id,
+                    due_at_ms or 0,
+                    due_group or group_of(current),
+                ],
+            )
+            if ok:
+                return new
+        raise RuntimeError(f"watch {watch_id} kept changing under us; giving up this update")
+
+    async def transitions(self, watch_id: str) -> list[Transition]:
+        """Every recorded state change of a watch, oldest first."""
+        raws = await self.redis.lrange(self.keys.watch_transitions(watch_id), 0, -1)  # type: ignore[misc]
+        return [_transition_decoder.decode(r) for r in raws]
+
+    async def forget_registration(self, dedupe_key: str) -> None:
+        """Let the same client + task + callback register anew (after a cancel)."""
+        await self.redis.delete(dedupe_key)
+
+    async def list_watches(
+        self,
+        client: str,
+        *,
+        state: WatchState | None = None,
+        task_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        scan_budget: int = 1000,
+    ) -> WatchPage:
+        """A client's watches, newest first, optionally filtered; ``cursor`` from the last page.
+
+        The index orders members ``<created ms>:<id>`` lexicographically, so a cursor is the last
+        member seen and pages never skip or repeat a watch. At most ``scan_budget`` entries are
+        read per call: a rare filter returns a short (even empty) page with a cursor instead of
+        scanning everything.
+        """
+        index = self.keys.client_watches(client)
+        upper = "+" if cursor is None else "(" + _decode_cursor(cursor)
+        items: list[Watch] = []
+        scanned = 0
+        last: str | None = None
+        while len(items) < limit and scanned < scan_budget:
+            batch = min(200, scan_budget - scanned)
+            members = [
+                m.decode() for m in await self.redis.zrevrangebylex(index, upper, "-", 0, batch)
+            ]
+            watches = await self.get_many([m.partition(":")[2] for m in members])
+            for member, watch in zip(members, watches, strict=True):
+                scanned += 1
+                last = member
+                if watch is None:
+                    await self.redis.zrem(index, member)
+                elif (state is None or watch.state == state) and (
+                    task_id is None or watch.task_id == task_id
+                ):
+                    items.append(watch)
+                if len(items) >= limit:
+                    break
+            if len(members) < batch and (len(items) < limit or last == members[-1]):
+                # The index is exhausted: the last member read was its oldest entry.
+                return WatchPage(items=items, next_cursor=None)
+            upper = "(" + (last or "")
+        return WatchPage(items=items, next_cursor=None if last is None else _encode_cursor(last))
+
+    # -- polling -----------------------------------------------------------------------------
+    async def claim_due(
+        self, group: str, *, now_ms: int, horizon_ms: int, limit: int, lease_ms: int
+    ) -> list[str]:
+        """Lease up to ``limit`` watches of a group that are due (or due before the horizon)."""
+        ids = await self._claim(
+            keys=[self.keys.due(group)], args=[now_ms, horizon_ms, limit, lease_ms]
+        )
+        return [i.decode() for i in ids]
+
+    async def reschedule(self, group: str, due: dict[str, int]) -> None:
+        """Set the next poll time of watches still in the due set (a cancelled one stays out)."""
+        if due:
+            await self.redis.zadd(self.keys.due(group), due, xx=True)
+
+    async def drop_due(self, group: str, watch_ids: Sequence[str]) -> None:
+        """Take watches out of a group's due set (they no longer poll)."""
+        if watch_ids:
+            await self.redis.zrem(self.keys.due(group), *watch_ids)
+
+    async def poll_now(self, group: str, watch_ids: Sequence[str], at_ms: int) -> None:
+        """Make watches due at ``at_ms`` if they are polling (push fast path)."""
+        if watch_ids:
+            await self.redis.zadd(
+                self.keys.due(group), dict.fromkeys(watch_ids, at_ms), xx=True, lt=True
+            )
+
+    async def earliest_due_ms(self, group: str) -> int | None:
+        """When the next watch of a group is due, or None when none is."""
+        rows = await self.redis.zrange(self.keys.due(group), 0, 0, withscores=True)
+        return int(rows[0][1]) if rows else None
+
+    async def due_count(self, group: str) -> int:
+        """How many watches a group has waiting (polling, leased or not)."""
+        return cast(int, await self.redis.zcard(self.keys.due(group)))
+
+    async def groups(self) -> list[str]:
+        """Every poll group that may have due watches."""
+        members = await self.redis.smembers(self.keys.groups())  # type: ignore[misc]
+        return sorted(m.decode() for m in members)
+
+    async def drop_group_if_empty(self, group: str) -> None:
+        """Forget a group with nothing due (a new watch adds it again)."""
+        if await self.due_count(group) == 0:
+            await self.redis.srem(self.keys.groups(), group)  # type: ignore[misc]
+
+    async def watches_of_task(self, task_id: str) -> list[str]:
+        """Ids of the watches following one Monite task."""
+        members = await self.redis.smembers(self.keys.task_watches(task_id))  # type: ignore[misc]
+        return sorted(m.decode() for m in members)
+
+    # -- events and attempts -----------------------------------------------------------------
+    async def put_event(self, record: EventRecord) -> None:
+        """Store an event body exactly as it will be signed and delivered."""
+        await self.redis.set(self.keys.event(record.id), _encode(record))
+
+    async def get_event(self, event_id: str) -> EventRecord | None:
+        """An event, or None when unknown."""
+        raw = await self.redis.get(self.keys.event(event_id))
+        return None if raw is None else _event_decoder.decode(raw)
+
+    async def log_attempt(self, watch_id: str, attempt: LoggedAttempt) -> None:
+        """Append to a watch's delivery attempt log."""
+        await self.redis.rpush(self.keys.attempts(watch_id), _encode(attempt))  # type: ignore[misc]
+
+    async def attempts(self, watch_id: str) -> list[LoggedAttempt]:
+        """The delivery attempt log of a watch, oldest first."""
+        raws = await self.redis.lrange(self.keys.attempts(watch_id), 0, -1)  # type: ignore[misc]
+        return [_attempt_decoder.decode(r) for r in raws]
+
+
+def group_of(watch: Watch) -> str:
+    """The poll group of a watch: watches of one entity share batched list requests."""
+    return watch.entity_id or "-"
+
+
+def index_member(watch: Watch) -> str:
+    """A watch's entry in its client's listing index: sorts by creation time, then id."""
+    return f"{to_ms(watch.created_at):015d}:{watch.id}"
+
+
+def _encode_cursor(member: str) -> str:
+    return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCursor(cursor) from None
+    created, sep, _ = member.partition(":")
+    if not sep or not created.isdigit():
+        raise InvalidCursor(cursor)
+    return member
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this service did not hand out."""
+
+
+def wall_ms() -> int:
+    """Wall-clock milliseconds (due times are shared across processes, so not monotonic)."""
+    return int(time.time() * 1000)
