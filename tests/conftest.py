@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from service.devstack import RedisServer
 from service.keys import Keys
 from service.settings import Settings
 
@@ -41,3 +43,27 @@ async def redis(key_prefix: str) -> AsyncIterator[Redis]:
 def settings(key_prefix: str) -> Settings:
     """Settings bound to this test's Redis slice, with fast schedules for tests."""
     return Settings(redis_url=TEST_REDIS_URL, key_prefix=key_prefix)
+
+
+# --- process fixtures ---
+# Fault tests need a Redis they may stop, kill and restart; the shared one must never be touched.
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``private_redis(appendonly=True)`` starts a ``redis-server`` of this test alone.
+
+    The returned ``RedisServer`` has ``url``, ``port``, ``stop()`` (graceful), ``kill()`` (crash)
+    and ``start()`` (again, same port and data). Every server still running is stopped afterwards.
+    """
+    servers: list[RedisServer] = []
+
+    def start(*, appendonly: bool = True) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", appendonly=appendonly)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,289 @@
+"""``ocr-relay dev``: api, worker, simulator and, when needed, a private Redis in one terminal.
+
+Children run in their own sessions so that Ctrl-C reaches only this process; it then stops them in
+order (api/worker/simulator first, the private Redis last) so nothing loses its Redis mid-shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Final
+
+import httpx
+import redis
+
+from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
+
+REDIS_INSTALL_HINT: Final = (
+    "redis-server was not found on PATH and no Redis answers at REDIS_URL. Install it with "
+    "'sudo apt-get install -y redis-server' (Debian/Ubuntu) or 'brew install redis' (macOS), "
+    "or point REDIS_URL at a running Redis."
+)
+DEV_DATA_DIR: Final = Path(".ocr-relay")
+DEV_CALLBACK_NETWORKS: Final = "127.0.0.0/8,::1/128"
+_STOP_TIMEOUT_S: Final = 10.0
+_TICK_S: Final = 0.2
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a Redis at ``url`` answers PING (a wrong password still counts as reachable)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return True
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+    return True
+
+
+class RedisServer:
+    """A private ``redis-server`` on a loopback port with its data in one directory.
+
+    It can be stopped (SIGTERM, AOF flushed), killed (SIGKILL, a crash) and started again on the
+    same port and data, which is what fault tests need.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port if port is not None else free_port()
+        self.appendonly = appendonly
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start the server and wait until it answers PING; raises ``RuntimeError`` otherwise."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(REDIS_INSTALL_HINT)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.data_dir / "redis.log"
+        # redis-server takes its whole configuration as arguments; nothing is written to /etc.
+        argv = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--logfile", str(log_file),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while not redis_reachable(self.url, timeout_s=0.5):
+            if not self.running or time.monotonic() > deadline:
+                self.kill()
+                tail = log_file.read_text(errors="replace")[-500:] if log_file.exists() else ""
+                raise RuntimeError(f"redis-server on port {self.port} did not start: {tail}")
+            time.sleep(0.05)
+
+    def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
+        """Shut the server down gracefully (SIGTERM), killing it if it does not exit in time."""
+        if self._process is not None:
+            _terminate(self._process, timeout_s)
+
+    def kill(self) -> None:
+        """Kill the server without a chance to flush (simulates a crash)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class _Child:
+    """One child process whose output is forwarded line by line with its name in front."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._forwarder = threading.Thread(
+            target=_forward, args=(name, self.process.stdout), daemon=True
+        )
+        self._forwarder.start()
+
+    def stop(self) -> None:
+        _terminate(self.process, _STOP_TIMEOUT_S)
+        self._forwarder.join(timeout=1.0)
+
+
+_print_lock = threading.Lock()
+
+
+def _say(name: str, line: str) -> None:
+    with _print_lock:
+        print(f"{name:<9}| {line}", flush=True)
+
+
+def _forward(name: str, stream: IO[bytes] | None) -> None:
+    if stream is None:
+        return
+    for raw in stream:
+        _say(name, raw.decode(errors="replace").rstrip())
+
+
+def _command(*args: str) -> list[str]:
+    # The running interpreter, not whatever `ocr-relay` PATH finds, so dev uses this install.
+    return [sys.executable, "-m", "service.cli", *args]
+
+
+def _dev_api_key() -> tuple[str, str]:
+    key = "dev_" + secrets.token_urlsafe(32)
+    return key, f"dev:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
+    """Run the dev stack until Ctrl-C/SIGTERM (exit 0) or until a child dies (exit 1)."""
+    env = dict(os.environ)
+    private_redis: RedisServer | None = None
+    if not redis_reachable(settings.redis_url):
+        private_redis = RedisServer(DEV_DATA_DIR / "redis")
+        try:
+            private_redis.start()
+        except RuntimeError as exc:
+            print(f"ocr-relay dev: {exc}", file=sys.stderr)
+            return 1
+        env["REDIS_URL"] = private_redis.url
+        _say("dev", f"started a private Redis at {private_redis.url} (data in {DEV_DATA_DIR}/)")
+
+    banner = [
+        f"API:        http://127.0.0.1:{api_port}",
+        f"OpenAPI:    http://127.0.0.1:{api_port}/schema",
+    ]
+    specs: list[tuple[str, list[str]]] = []
+    if not settings.monite_has_credentials:
+        specs.append(("simulator", _command("simulator", "--port", str(simulator_port))))
+        env["MONITE_BASE_URL"] = f"http://127.0.0.1:{simulator_port}/v1"
+        env["MONITE_CLIENT_ID"] = DEV_MONITE_CLIENT_ID
+        env["MONITE_CLIENT_SECRET"] = DEV_MONITE_CLIENT_SECRET
+        banner.append(f"Simulator:  {env['MONITE_BASE_URL']} (no Monite credentials configured)")
+    else:
+        banner.append(f"Monite:     {settings.monite_base_url}")
+    if not settings.callback_allowed_networks:
+        env["CALLBACK_ALLOWED_NETWORKS"] = DEV_CALLBACK_NETWORKS
+    if not settings.api_keys:
+        key, entry = _dev_api_key()
+        env["API_KEYS"] = entry
+        banner += [
+            f"API key:    {key}  (client 'dev', valid for this run only)",
+            f'Try:        curl -H "Authorization: Bearer {key}" '
+            f"http://127.0.0.1:{api_port}/v1/watches",
+        ]
+    specs.append(("api", _command("api", "--port", str(api_port))))
+    specs.append(("worker", _command("worker")))
+
+    children: list[_Child] = []
+    with _stop_signals() as stop:
+        try:
+            for name, argv in specs:
+                children.append(_Child(name, argv, env))
+            return _supervise(children, stop, f"http://127.0.0.1:{api_port}/health/ready", banner)
+        finally:
+            # SIGTERM to all first so they shut down in parallel, then wait for each.
+            for child in children:
+                if child.process.poll() is None:
+                    child.process.terminate()
+            for child in children:
+                child.stop()
+            if private_redis is not None:
+                private_redis.stop()
+            _say("dev", "stopped")
+
+
+def _supervise(
+    children: list[_Child], stop: threading.Event, ready_url: str, banner: list[str]
+) -> int:
+    ready = False
+    while not stop.wait(_TICK_S):
+        dead = next((c for c in children if c.process.poll() is not None), None)
+        if dead is not None:
+            _say("dev", f"{dead.name} exited with code {dead.process.returncode}; stopping")
+            return 1
+        if not ready and _ready(ready_url):
+            ready = True
+            for line in ["ocr-relay dev is ready (Ctrl-C stops everything)", *banner]:
+                _say("dev", line)
+    return 0
