@@ -1,0 +1,68 @@
+"""The only module that knows arq's enqueue API.
+
+Jobs carry ids only. Their arq job ids are deterministic (and carry our key prefix), so enqueueing
+the same thing twice is a no-op: a poll round per group and time slot, a delivery per attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+
+from service.keys import Keys
+
+ROUND_SLOT_MS: Final = 250
+POLL_ROUND: Final = "poll_round"
+DELIVER: Final = "deliver"
+
+
+def connect(redis_url: str, keys: Keys) -> ArqRedis:
+    """One Redis client for the store and the queue (arq's client is a redis-py client)."""
+    pool = ConnectionPool.from_url(redis_url, max_connections=64)
+    return ArqRedis(pool_or_conn=pool, default_queue_name=keys.queue())
+
+
+class Queue:
+    """Enqueues our jobs on arq's queue."""
+
+    def __init__(self, redis: ArqRedis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def schedule_round(self, group: str, at_ms: int, *, after_slot: int | None = None) -> int:
+        """Make sure a poll round of ``group`` runs at ``at_ms`` (rounded up to a slot).
+
+        Returns the slot used. A running round passes its own slot as ``after_slot`` so that the
+        next one gets a later job id (arq refuses an id that is still running).
+        """
+        slot = -(-at_ms // ROUND_SLOT_MS)
+        if after_slot is not None and slot <= after_slot:
+            slot = after_slot + 1
+        await self.redis.enqueue_job(
+            POLL_ROUND,
+            group,
+            slot,
+            _job_id=self.keys.job_id("round", group, str(slot)),
+            _defer_until=datetime.fromtimestamp(slot * ROUND_SLOT_MS / 1000, UTC),
+        )
+        return slot
+
+    async def schedule_delivery(
+        self, watch_id: str, series: int, attempt: int, delay_s: float
+    ) -> None:
+        """Run delivery attempt ``attempt`` of series ``series`` of a watch after ``delay_s``."""
+        await self.redis.enqueue_job(
+            DELIVER,
+            watch_id,
+            _job_id=self.keys.job_id("deliver", watch_id, str(series), str(attempt)),
+            _defer_by=max(0.0, delay_s),
+        )
+
+    @staticmethod
+    def now_slot() -> int:
+        """The slot of the current time."""
+        return int(time.time() * 1000) // ROUND_SLOT_MS
