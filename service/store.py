@@ -371,6 +371,10 @@ class Store:
         """Store an event body exactly as it will be signed and delivered."""
         await self.redis.set(self.keys.event(record.id), _encode(record))
 
+    async def drop_event(self, event_id: str) -> None:
+        """Remove an event that was stored but never became a watch's event."""
+        await self.redis.delete(self.keys.event(event_id))
+
     async def get_event(self, event_id: str) -> EventRecord | None:
         """An event, or None when unknown."""
         raw = await self.redis.get(self.keys.event(event_id))

@@ -100,6 +100,9 @@ class Watch(msgspec.Struct, kw_only=True):
     event_id: str | None = None
     event_type: str | None = None
     failure: Failure | None = None
+    # The OCR outcome's failure, kept when a delivery problem replaces ``failure`` so that a
+    # redelivery can restore it.
+    ocr_failure: Failure | None = None
     delivery_series: int = 0
     delivery_attempts: int = 0
     delivery_in_flight_until: datetime | None = None
