@@ -1,0 +1,162 @@
+"""docker-compose.yml and the Dockerfile stay consistent with the CLI and the settings.
+
+No Docker engine runs the files here, so these tests read them: every command must parse with the
+CLI's own parser and every variable must be one the settings (or the simulator) read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from service.cli import build_parser
+from service.settings import ENV_VARS, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("api", "worker")
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def _interpolate(value: str, environ: Mapping[str, str]) -> str:
+    """What compose substitutes for ``${VAR:-default}`` given the caller's environment."""
+    return _INTERPOLATION.sub(lambda m: environ.get(m[1]) or (m[2] or ""), value)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def _our_image(services: dict[str, dict[str, Any]]) -> list[str]:
+    return [name for name, svc in services.items() if "build" in svc]
+
+
+def test_every_service_of_our_image_runs_a_cli_command(services: dict[str, dict[str, Any]]) -> None:
+    names = _our_image(services)
+    assert set(names) >= {"api", "worker", "simulator"}
+    parser = build_parser()
+    for name in names:
+        command = services[name]["command"]
+        args = parser.parse_args(command)
+        assert args.command == name
+
+
+def test_app_services_set_only_variables_the_settings_know(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in APP_SERVICES:
+        unknown = set(_environment(services[name])) - set(ENV_VARS)
+        assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
+
+
+def test_simulator_sets_only_variables_the_simulator_knows(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    try:
+        from service.simulator import SIMULATOR_ENV_VARS
+    except ImportError:
+        pytest.skip("service.simulator does not export SIMULATOR_ENV_VARS yet")
+    unknown = set(_environment(services["simulator"])) - set(SIMULATOR_ENV_VARS)
+    assert not unknown, f"simulator sets variables it does not read: {sorted(unknown)}"
+
+
+def test_app_environment_defaults_are_valid_settings_aimed_at_the_simulator(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in APP_SERVICES:
+        resolved = {k: _interpolate(v, {}) for k, v in _environment(services[name]).items()}
+        settings = Settings.from_env(resolved)
+        assert settings.monite_has_credentials
+        base = urlsplit(settings.monite_base_url)
+        sim_port = _option(services["simulator"]["command"], "--port")
+        assert (base.hostname, str(base.port)) == ("simulator", sim_port)
+        assert urlsplit(settings.redis_url).hostname == "redis"
+
+
+def test_app_environment_follows_the_callers_monite_settings(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    real = {"MONITE_BASE_URL": "https://api.monite.com/v1", "MONITE_TOKEN": "t0ken"}
+    resolved = {k: _interpolate(v, real) for k, v in _environment(services["worker"]).items()}
+    settings = Settings.from_env(resolved)
+    assert settings.monite_base_url == "https://api.monite.com/v1"
+    assert settings.monite_token == "t0ken"
+
+
+def test_redis_appends_every_write_to_a_named_volume(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert _option(redis["command"], "--appendonly") == "yes"
+    assert _option(redis["command"], "--appendfsync") in ("everysec", "always")
+    volume, _, target = redis["volumes"][0].partition(":")
+    assert target == "/data"
+    assert volume in compose["volumes"]
+
+
+@pytest.mark.parametrize("name", ["redis", "api"])
+def test_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
+    check = services[name]["healthcheck"]["test"]
+    assert check[0] in ("CMD", "CMD-SHELL")
+    assert len(check) > 1
+
+
+def test_api_healthcheck_asks_readiness_on_the_port_it_serves(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    api = services["api"]
+    port = _option(api["command"], "--port")
+    assert f"127.0.0.1:{port}/health/ready" in " ".join(api["healthcheck"]["test"])
+    assert f"{port}:{port}" in api["ports"]
+
+
+def test_app_services_wait_for_a_healthy_redis(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+
+
+def test_simulator_runs_only_in_the_dev_profile(services: dict[str, dict[str, Any]]) -> None:
+    assert services["simulator"]["profiles"] == ["dev"]
+    for name in APP_SERVICES:
+        assert services[name]["depends_on"]["simulator"]["required"] is False
+
+
+def test_image_runs_the_console_script_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    entrypoints = re.findall(r"^ENTRYPOINT (.+)$", dockerfile, re.MULTILINE)
+    script = json.loads(entrypoints[-1])[0]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert script in scripts
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users
+    assert users[-1] not in ("root", "0")
