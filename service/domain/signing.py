@@ -34,10 +34,10 @@ def generate_secret() -> str:
 
 
 def _secret_key(secret: str) -> bytes:
-    encoded = secret.removeprefix(SECRET_PREFIX)
+    # Unpadded base64 is common in the wild, so padding is restored before the strict decode.
+    encoded = secret.removeprefix(SECRET_PREFIX).rstrip("=")
     try:
-        # Unpadded base64 is common in the wild; extra padding is ignored by the decoder.
-        key = base64.b64decode(encoded + "==", validate=True)
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("webhook secret is not base64 after the whsec_ prefix") from None
     if not key:
