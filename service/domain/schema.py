@@ -1,0 +1,299 @@
+"""The normalized event and document schema: the public contract delivered to callbacks.
+
+Every field's meaning is written once, as an annotated type below, and shared by the three
+document kinds, so the JSON Schema generated from these Structs
+(``python -m service.domain.schema``, committed as ``docs/event-schema.json``) documents itself.
+Changing a field here is a contract change: it needs a new ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+SCHEMA_VERSION: Final = "2026-11-01"
+
+EventType = Literal[
+    "invoice.recognized", "credit_note.recognized", "receipt.recognized", "ocr.failed"
+]
+FailureCode = Literal[
+    "ocr_error", "task_not_found", "deadline_exceeded", "invalid_payload", "upstream_unauthorized"
+]
+WarningCode = Literal[
+    "line_items_mismatch",
+    "totals_mismatch",
+    "paid_exceeds_total",
+    "due_before_issue",
+    "date_unparseable",
+    "date_ambiguous",
+    "iban_invalid",
+    "bic_invalid",
+    "currency_unknown",
+    "currency_missing",
+    "country_unknown",
+    "tax_rate_suspicious",
+    "number_out_of_range",
+]
+
+# tz=True is what makes msgspec publish ``format: date-time`` (RFC 3339 requires an offset).
+_AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+_DecimalString = Annotated[str, msgspec.Meta(pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
+
+
+def _doc(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+_Text = Annotated[str | None, _doc("As printed on the document; null when not recognized.")]
+_DecimalText = Annotated[
+    _DecimalString | None,
+    _doc("Exact decimal number as a string (no exponent, no float); null when not recognized."),
+]
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Base of every public Struct: immutable, keyword-only, and free of reference cycles."""
+
+
+class Money(_Wire, frozen=True):
+    """An amount of money. ``amount`` is exact; floats never appear on the wire."""
+
+    amount: Annotated[
+        _DecimalString,
+        _doc(
+            "Decimal string rounded to the currency's ISO 4217 exponent (JPY 0, EUR 2, KWD 3); "
+            "with an unknown or missing currency, the recognized digits unrounded."
+        ),
+    ]
+    minor: Annotated[
+        int | None,
+        _doc("The same value in integer minor units (cents); null when the currency is unknown."),
+    ]
+    currency: Annotated[
+        str | None, _doc("ISO 4217 code as recognized (upper-case); null when not recognized.")
+    ]
+
+
+class Address(_Wire, frozen=True):
+    """A postal address; every part null when not recognized."""
+
+    street: Annotated[str | None, _doc("Street and house number.")]
+    city: _Text
+    postal_code: _Text
+    state: _Text
+    country: Annotated[
+        str | None,
+        _doc(
+            "ISO 3166-1 alpha-2, upper-case; also Monite's extras IC (Canary Islands), "
+            "EA (Ceuta and Melilla), AN (Netherlands Antilles)."
+        ),
+    ]
+
+
+class BankAccount(_Wire, frozen=True):
+    """A bank account printed on the document."""
+
+    iban: Annotated[str | None, _doc("IBAN without spaces, upper-case, even when invalid.")]
+    iban_valid: Annotated[
+        bool | None,
+        _doc("Whether the IBAN passes the country length and mod-97 checks; null without IBAN."),
+    ]
+    bic: Annotated[str | None, _doc("BIC/SWIFT code, upper-case, even when invalid.")]
+    account_number: Annotated[str | None, _doc("A domestic account number, as printed.")]
+
+
+class Party(_Wire, frozen=True):
+    """A seller or buyer; null as a whole when nothing about it was recognized."""
+
+    name: _Text
+    email: _Text
+    tax_number: _Text
+    vat_number: _Text
+    address: Annotated[Address | None, _doc("Null when no part of the address was recognized.")]
+    bank_account: Annotated[BankAccount | None, _doc("Null when no bank detail was recognized.")]
+
+
+_Amount = Annotated[Money | None, _doc("Null when not recognized.")]
+_TaxRate = Annotated[
+    _DecimalString | None, _doc('Tax rate in percent as an exact decimal string ("19", "7.7").')
+]
+
+
+class LineItem(_Wire, frozen=True):
+    """One line of the document, in document order."""
+
+    position: Annotated[int, msgspec.Meta(ge=1, description="1-based position in the document.")]
+    name: _Text
+    description: _Text
+    quantity: _DecimalText
+    unit: _Text
+    unit_price: _Amount
+    subtotal: Annotated[Money | None, _doc("Net amount of the line; null when not recognized.")]
+    tax_rate: _TaxRate
+    tax_amount: _Amount
+    total: Annotated[Money | None, _doc("Gross amount of the line; null when not recognized.")]
+    reference: Annotated[str | None, _doc("Article number or line reference, as printed.")]
+
+
+class DocumentWarning(_Wire, frozen=True):
+    """Something a human should check: an inconsistency or a value that could not be read."""
+
+    code: Annotated[WarningCode, _doc("Machine-readable kind of the warning.")]
+    field: Annotated[
+        str | None,
+        _doc('Path of the field concerned in this document ("line_items[2].total"), if one.'),
+    ]
+    message: Annotated[str, _doc("Human-readable explanation.")]
+
+
+class Source(_Wire, frozen=True):
+    """Where the document came from."""
+
+    provider: Literal["monite"]
+    task_id: Annotated[str, _doc("Monite OCR task id.")]
+    entity_id: Annotated[str | None, _doc("Monite entity the task belongs to, if known.")]
+    recognized_at: Annotated[
+        _AwareDatetime, _doc("When Monite finished the task (its updated_at), UTC.")
+    ]
+
+
+_SchemaVersion = Annotated[str, _doc("Version of this schema, a date.")]
+_DocumentNumber = Annotated[str | None, _doc("Invoice, credit note or receipt number.")]
+_IssueDate = Annotated[
+    str | None, _doc("Date of issue, ISO YYYY-MM-DD; null (with a warning) when unreadable.")
+]
+_Currency = Annotated[
+    str | None, _doc("ISO 4217 code, upper-case; kept with a warning when not in ISO 4217.")
+]
+_Subtotal = Annotated[Money | None, _doc("Net total before tax.")]
+_Tax = Annotated[Money | None, _doc("Total tax.")]
+_Total = Annotated[Money | None, _doc("Gross total.")]
+_Seller = Annotated[Party | None, _doc("The issuer (Monite's sender).")]
+_Buyer = Annotated[Party | None, _doc("The addressee (Monite's recipient).")]
+_LineItems = Annotated[list[LineItem], _doc("Recognized lines, possibly empty.")]
+_Warnings = Annotated[
+    list[DocumentWarning], _doc("Inconsistencies to check; empty when the document adds up.")
+]
+_Raw = Annotated[
+    msgspec.Raw | msgspec.UnsetType,
+    _doc("Monite's recognized_data exactly as received; present only when the watch asked for it."),
+]
+
+
+class InvoiceDocument(_Wire, frozen=True, tag_field="kind", tag="invoice"):
+    """A recognized invoice."""
+
+    schema_version: _SchemaVersion
+    document_number: _DocumentNumber
+    issue_date: _IssueDate
+    due_date: Annotated[str | None, _doc("Payment due date, ISO YYYY-MM-DD.")]
+    payment_terms: _Text
+    currency: _Currency
+    subtotal: _Subtotal
+    tax: _Tax
+    total: _Total
+    amount_paid: Annotated[Money | None, _doc("Amount already paid.")]
+    amount_due: Annotated[Money | None, _doc("total - amount_paid, when both are known.")]
+    tax_rate: _TaxRate
+    seller: _Seller
+    buyer: _Buyer
+    line_items: _LineItems
+    warnings: _Warnings
+    source: Source
+    raw: _Raw = msgspec.UNSET
+
+
+class CreditNoteDocument(_Wire, frozen=True, tag_field="kind", tag="credit_note"):
+    """A recognized credit note."""
+
+    schema_version: _SchemaVersion
+    document_number: _DocumentNumber
+    original_invoice_number: Annotated[str | None, _doc("Number of the invoice being credited.")]
+    issue_date: _IssueDate
+    currency: _Currency
+    subtotal: _Subtotal
+    tax: _Tax
+    total: _Total
+    tax_rate: _TaxRate
+    seller: _Seller
+    buyer: _Buyer
+    line_items: _LineItems
+    warnings: _Warnings
+    source: Source
+    raw: _Raw = msgspec.UNSET
+
+
+class ReceiptDocument(_Wire, frozen=True, tag_field="kind", tag="receipt"):
+    """A recognized receipt: it has a time of issue and no buyer."""
+
+    schema_version: _SchemaVersion
+    document_number: _DocumentNumber
+    issue_date: Annotated[str | None, _doc("Local date of issued_at (or the date alone), ISO.")]
+    issued_at: Annotated[
+        _AwareDatetime | None,
+        _doc("Time of issue, RFC 3339 with the printed offset (UTC when Monite gives none)."),
+    ]
+    currency: _Currency
+    subtotal: _Subtotal
+    tax: _Tax
+    total: _Total
+    discount: Annotated[Money | None, _doc("Discount granted on the receipt.")]
+    tax_rate: _TaxRate
+    seller: _Seller
+    line_items: _LineItems
+    warnings: _Warnings
+    source: Source
+    raw: _Raw = msgspec.UNSET
+
+
+NormalizedDocument = InvoiceDocument | CreditNoteDocument | ReceiptDocument
+
+
+class EventError(_Wire, frozen=True):
+    """Why no document could be delivered."""
+
+    code: Annotated[FailureCode, _doc("Machine-readable reason.")]
+    message: Annotated[str, _doc("Human-readable explanation (never contains credentials).")]
+
+
+class EventData(_Wire, frozen=True):
+    """The payload of an event: the watch it concerns and its outcome."""
+
+    watch_id: Annotated[str, _doc("The watch that produced this event.")]
+    task_id: Annotated[str, _doc("Monite OCR task id.")]
+    entity_id: Annotated[str | None, _doc("Monite entity id given at registration, if any.")]
+    metadata: Annotated[dict[str, Any], _doc("The caller's metadata, echoed unchanged.")]
+    document: Annotated[
+        NormalizedDocument | None, _doc("The normalized document; null for ocr.failed.")
+    ]
+    error: Annotated[EventError | None, _doc("Why the task failed; null unless ocr.failed.")]
+
+
+class Event(_Wire, frozen=True):
+    """An event delivered to a callback (Standard Webhooks envelope)."""
+
+    type: Annotated[EventType, _doc("What happened.")]
+    timestamp: Annotated[
+        _AwareDatetime, _doc("When the event was created, RFC 3339 UTC, whole seconds.")
+    ]
+    data: EventData
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``Event`` (the body of every delivery), generated from the Structs."""
+    schema: dict[str, Any] = msgspec.json.schema(Event)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"ocr-relay event, schema version {SCHEMA_VERSION}"
+    return schema
+
+
+def render_event_json_schema() -> bytes:
+    """``event_json_schema()`` as the committed ``docs/event-schema.json`` spells it."""
+    return msgspec.json.format(msgspec.json.encode(event_json_schema()), indent=2) + b"\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(render_event_json_schema())
