@@ -1,0 +1,68 @@
+"""The ``ocr-relay`` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.settings import ENV_VARS
+
+COMMANDS = ("api", "worker", "simulator", "dev", "normalize", "hash-key", "inspect")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m service.cli`` with the configuration variables of this shell removed."""
+    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+def test_console_script_is_installed_beside_the_interpreter() -> None:
+    script = Path(sys.executable).parent / "ocr-relay"
+    result = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: ocr-relay")
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "COMMAND" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "dev", "inspect"])
+def test_malformed_redis_url_is_one_line_naming_the_variable(command: str) -> None:
+    args = [command, "wat_x"] if command == "inspect" else [command]
+    result = run_cli(*args, env={"REDIS_URL": "nope"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "REDIS_URL" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_configuration_error_does_not_echo_a_secret() -> None:
+    result = run_cli("api", env={"MONITE_CLIENT_SECRET": "s3cret-value"})
+    assert result.returncode == 2
+    assert "MONITE_CLIENT_ID" in result.stderr
+    assert "s3cret-value" not in result.stderr + result.stdout
