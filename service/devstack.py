@@ -227,7 +227,11 @@ def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
             print(f"ocr-relay dev: {exc}", file=sys.stderr)
             return 1
         env["REDIS_URL"] = private_redis.url
-        _say("dev", f"started a private Redis at {private_redis.url} (data in {DEV_DATA_DIR}/)")
+        _say(
+            "dev",
+            f"started a private Redis at {private_redis.url} "
+            f"(pid {private_redis.pid}, data in {private_redis.data_dir})",
+        )
 
     banner = [
         f"API:        http://127.0.0.1:{api_port}",
@@ -260,6 +264,7 @@ def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
         try:
             for name, argv in specs:
                 children.append(_Child(name, argv, env))
+                _say("dev", f"started {name} (pid {children[-1].process.pid})")
             return _supervise(children, stop, f"http://127.0.0.1:{api_port}/health/ready", banner)
         finally:
             # SIGTERM to all first so they shut down in parallel, then wait for each.

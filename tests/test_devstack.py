@@ -1,0 +1,179 @@
+"""``ocr-relay dev`` and the private ``redis-server`` it (and fault tests) start."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from service.devstack import RedisServer, free_port, redis_reachable
+from service.settings import ENV_VARS
+
+READY_TIMEOUT_S = 45.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class DevStack:
+    """``ocr-relay dev`` as a subprocess on free ports, with no Redis where REDIS_URL points."""
+
+    def __init__(self, workdir: Path, api_port: int | None = None) -> None:
+        self.api_port = api_port if api_port is not None else free_port()
+        self.simulator_port = free_port()
+        self.log = workdir / "dev.log"
+        env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+        env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+        ports = ["--port", str(self.api_port), "--simulator-port", str(self.simulator_port)]
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "dev", *ports],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def child_pids(self) -> list[int]:
+        """Every process dev said it started (private Redis, simulator, api, worker)."""
+        return [int(pid) for pid in re.findall(r"\(pid (\d+)", self.output())]
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"dev exited early:\n{self.output()}"
+            try:
+                if httpx.get(f"{self.api}/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"dev was not ready within {READY_TIMEOUT_S} s:\n{self.output()}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT to dev alone, as a terminal would (children run in their own sessions)."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+    def close(self) -> None:
+        """Leave nothing behind even when a test failed half-way."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        for pid in self.child_pids():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path) -> Iterator[Callable[..., DevStack]]:
+    stacks: list[DevStack] = []
+
+    def start(api_port: int | None = None) -> DevStack:
+        stacks.append(DevStack(tmp_path, api_port))
+        return stacks[-1]
+
+    yield start
+    for stack in stacks:
+        stack.close()
+
+
+@pytest.mark.slow
+def test_dev_becomes_ready_and_ctrl_c_stops_every_child(
+    dev_stack: Callable[..., DevStack], tmp_path: Path
+) -> None:
+    stack = dev_stack()
+    stack.wait_ready()
+    children = stack.child_pids()
+    assert len(children) == 4, stack.output()  # private Redis, simulator, api, worker
+    assert (tmp_path / ".ocr-relay" / "redis").is_dir()
+
+    assert stack.interrupt() == 0, stack.output()
+    assert [pid for pid in children if _alive(pid)] == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{stack.api}/health/live", timeout=1)
+
+
+@pytest.mark.slow
+def test_dev_prints_an_api_key_the_api_accepts(dev_stack: Callable[..., DevStack]) -> None:
+    stack = dev_stack()
+    stack.wait_ready()
+    match = re.search(r"API key:\s+(\S+)", stack.output())
+    assert match, stack.output()
+    key = match[1]
+    with_key = httpx.get(f"{stack.api}/v1/watches", headers={"Authorization": f"Bearer {key}"})
+    without = httpx.get(f"{stack.api}/v1/watches")
+    assert (with_key.status_code, without.status_code) == (200, 401)
+
+
+@pytest.mark.slow
+def test_dev_stops_the_rest_and_exits_1_when_a_child_dies(
+    dev_stack: Callable[..., DevStack],
+) -> None:
+    with socket.socket() as taken:
+        # The api cannot bind a port that is already in use, so it exits right after starting.
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stack = dev_stack(api_port=taken.getsockname()[1])
+        assert stack.process.wait(timeout=READY_TIMEOUT_S) == 1, stack.output()
+    assert "api exited" in stack.output()
+    assert [pid for pid in stack.child_pids() if _alive(pid)] == []
+
+
+def test_dev_without_redis_explains_how_to_install_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env["PATH"] = str(tmp_path)  # no redis-server anywhere on it
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "dev"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "apt-get install -y redis-server" in result.stderr
+    assert "brew install redis" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_private_redis_keeps_writes_across_a_graceful_restart(
+    private_redis: Callable[..., RedisServer],
+) -> None:
+    server = private_redis()
+    client = redis.Redis.from_url(server.url)
+    client.set("watch", "kept")
+    server.stop()
+    assert not redis_reachable(server.url)
+    server.start()
+    assert client.get("watch") == b"kept"
+    client.close()
+
+
+def test_redis_is_unreachable_where_nothing_listens() -> None:
+    assert not redis_reachable(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
