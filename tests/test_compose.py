@@ -18,7 +18,12 @@ import pytest
 import yaml
 
 from service.cli import build_parser
-from service.settings import ENV_VARS, Settings
+from service.settings import (
+    DEV_MONITE_CLIENT_ID,
+    DEV_MONITE_CLIENT_SECRET,
+    ENV_VARS,
+    Settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("api", "worker")
@@ -97,6 +102,18 @@ def test_app_environment_defaults_are_valid_settings_aimed_at_the_simulator(
         sim_port = _option(services["simulator"]["command"], "--port")
         assert (base.hostname, str(base.port)) == ("simulator", sim_port)
         assert urlsplit(settings.redis_url).hostname == "redis"
+
+
+def test_simulator_accepts_the_credentials_the_app_sends(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    pair = ("MONITE_CLIENT_ID", "MONITE_CLIENT_SECRET")
+    for environ in ({}, {"MONITE_CLIENT_ID": "mine", "MONITE_CLIENT_SECRET": "also-mine"}):
+        sent = [_interpolate(_environment(services["worker"])[v], environ) for v in pair]
+        accepted = [_interpolate(_environment(services["simulator"])[v], environ) for v in pair]
+        assert sent == accepted
+    defaults = [_interpolate(_environment(services["simulator"])[v], {}) for v in pair]
+    assert defaults == [DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET]
 
 
 def test_app_environment_follows_the_callers_monite_settings(
