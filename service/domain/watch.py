@@ -41,9 +41,7 @@ class Failure(msgspec.Struct, frozen=True):
     message: str
 
 
-TERMINAL_STATES: Final = frozenset(
-    {WatchState.DELIVERED, WatchState.FAILED, WatchState.CANCELLED}
-)
+TERMINAL_STATES: Final = frozenset({WatchState.DELIVERED, WatchState.FAILED, WatchState.CANCELLED})
 
 # A failure event is delivered too, so `failed` is reachable from `delivering` only; `polling`
 # goes to `delivering` for both outcomes. Redelivery reopens a finished delivery.
@@ -110,9 +108,7 @@ class Watch(msgspec.Struct, kw_only=True):
 
     def active_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets that sign at ``now``: the current one and any still in its grace period."""
-        return tuple(
-            s.value for s in self.secrets if s.expires_at is None or s.expires_at > now
-        )
+        return tuple(s.value for s in self.secrets if s.expires_at is None or s.expires_at > now)
 
 
 class Transition(msgspec.Struct, frozen=True):

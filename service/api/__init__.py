@@ -1,0 +1,1 @@
+"""The HTTP API (Litestar): wiring in ``app``, one module per resource."""

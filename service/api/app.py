@@ -1,0 +1,118 @@
+"""The Litestar application: wiring only. Handlers live in one module per resource."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.stores.redis import RedisStore
+
+from service import logs
+from service.api.deps import Services
+from service.api.documents import DocumentController
+from service.api.errors import EXCEPTION_HANDLERS
+from service.api.health import health_live, health_ready, metrics_endpoint
+from service.api.push import monite_webhook
+from service.api.schema_doc import event_schema
+from service.api.watches import EventController, WatchController
+from service.egress import CallbackPolicy
+from service.keys import Keys
+from service.monite import MoniteClient, build_monite_http
+from service.queue import Queue, connect
+from service.settings import Settings
+from service.store import Store
+from service.watches import WatchService
+
+VERSION = "0.1.0"
+
+
+def _client_identifier(request: Request[Any, Any, Any]) -> str:
+    """Rate-limit per API key (hashed: the key itself is never a store key), else per address."""
+    header = request.headers.get("authorization", "")
+    if header:
+        return "key:" + hashlib.sha256(header.encode()).hexdigest()[:24]
+    return "addr:" + (request.client.host if request.client else "unknown")
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The API application for ``settings``; Redis and HTTP clients open in its lifespan."""
+    keys = Keys(settings.key_prefix)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        redis = connect(settings.redis_url, keys)
+        http = build_monite_http(settings)
+        store = Store(redis, keys)
+        queue = Queue(redis, keys)
+        app.state.services = Services(
+            settings=settings,
+            keys=keys,
+            store=store,
+            queue=queue,
+            watches=WatchService(store, queue),
+            monite=MoniteClient(settings, redis, http, keys),
+            policy=CallbackPolicy.from_settings(settings),
+        )
+        app.state.redis = redis
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await redis.aclose()
+
+    rate_limit = RateLimitConfig(
+        rate_limit=("minute", settings.api_rate_limit_per_minute),
+        exclude=["/health", "/metrics", "/schema"],
+        identifier_for_request=_client_identifier,
+        store="api_rate_limit",
+    )
+    return Litestar(
+        route_handlers=[
+            WatchController,
+            EventController,
+            DocumentController,
+            health_live,
+            health_ready,
+            metrics_endpoint,
+            event_schema,
+            monite_webhook,
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[rate_limit.middleware],
+        stores={
+            "api_rate_limit": RedisStore.with_client(
+                url=settings.redis_url, namespace=keys.api_rate().rstrip(":")
+            )
+        },
+        request_max_body_size=settings.max_upload_bytes + 64 * 1024,
+        openapi_config=OpenAPIConfig(
+            title="ocr-relay",
+            version=VERSION,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Run the API under uvicorn until interrupted."""
+    import uvicorn
+
+    logs.configure(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )

@@ -1,0 +1,134 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Validation errors list ``errors: [{field, message}]``; an unexpected error is a bare 500 problem
+whose detail never carries internals (they go to the log, with the request path).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Final
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("ocr_relay.api")
+
+PROBLEM_JSON: Final = "application/problem+json"
+_AT_PATH = re.compile(r"at `\$(?:\.)?([^`]*)`")
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    """One invalid input: which field, and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class InvalidField(HTTPException):
+    """A request field that is well-formed JSON but not acceptable (422)."""
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(detail=f"{field}: {message}")
+        self.errors = [FieldError(field=field, message=message)]
+
+
+def problem(
+    status: int, title: str, detail: str | None = None, errors: list[FieldError] | None = None
+) -> Response[Problem]:
+    """A problem+json response."""
+    slug = title.lower().replace(" ", "-")
+    return Response(
+        Problem(
+            type=f"https://ocr-relay.dev/problems/{slug}",
+            title=title,
+            status=status,
+            detail=detail,
+            errors=errors,
+        ),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _field_errors(extra: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for item in extra if isinstance(extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        match = _AT_PATH.search(message)
+        field = match.group(1) if match else str(item.get("key") or "body")
+        if field in ("data", ""):
+            field = "body"
+        message = _AT_PATH.sub("", message).rstrip(" -")
+        errors.append(FieldError(field=field or "body", message=message))
+    return errors
+
+
+def handle_validation(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    """400 for input that does not match the schema (unknown field, wrong type, bad JSON)."""
+    errors = _field_errors(exc.extra) or [FieldError(field="body", message=exc.detail)]
+    return problem(
+        400, "Invalid request", "; ".join(f"{e.field}: {e.message}" for e in errors), errors
+    )
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    """Problem documents for Litestar's and our own HTTP errors."""
+    if isinstance(exc, InvalidField):
+        return problem(422, "Invalid field", exc.detail, exc.errors)
+    title = _TITLES.get(exc.status_code, "Error")
+    response = problem(exc.status_code, title, exc.detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """A bug or an outage: log it, answer a 500 that reveals nothing."""
+    log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "the request could not be completed"
+    )
+
+
+_TITLES: Final = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid field",
+    429: "Too many requests",
+    502: "Upstream error",
+    503: "Unavailable",
+}
+
+EXCEPTION_HANDLERS: Final = {
+    ValidationException: handle_validation,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "FieldError", "InvalidField", "MediaType", "Problem", "problem"]

@@ -1,0 +1,179 @@
+"""Request and response bodies of the API (the wire contract of DESIGN §3)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from service.domain.watch import Failure, Transition, Watch, WatchState
+from service.store import LoggedAttempt
+
+MAX_METADATA_BYTES: Final = 4096
+MAX_DEADLINE_S: Final = 7 * 24 * 3600
+
+CallbackUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=2048, description="http(s) URL")]
+Secret = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^whsec_[A-Za-z0-9+/]{32,256}={0,2}$",
+        description="A Standard Webhooks secret: whsec_ + base64 of at least 24 random bytes",
+    ),
+]
+DeadlineS = Annotated[int, msgspec.Meta(ge=1, le=MAX_DEADLINE_S, description="1 s to 7 days")]
+DocumentType = Literal["invoice", "credit_note", "receipt"]
+
+
+class WatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Register a watch on an existing Monite OCR task."""
+
+    task_id: uuid.UUID
+    callback_url: CallbackUrl
+    entity_id: uuid.UUID | None = None
+    metadata: dict[str, Any] | None = None
+    secret: Secret | None = None
+    deadline_s: DeadlineS | None = None
+    include_raw: bool = False
+
+
+class DocumentUrlIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Create a Monite OCR task from a file URL, then watch it."""
+
+    file_url: CallbackUrl
+    callback_url: CallbackUrl
+    entity_id: uuid.UUID | None = None
+    document_type: DocumentType | None = None
+    metadata: dict[str, Any] | None = None
+    secret: Secret | None = None
+    deadline_s: DeadlineS | None = None
+    include_raw: bool = False
+
+
+class FailureOut(msgspec.Struct, frozen=True):
+    """Why a watch failed: a machine-readable code and a human message."""
+
+    code: str
+    message: str
+
+
+class TransitionOut(msgspec.Struct, frozen=True):
+    """A recorded state change."""
+
+    at: datetime
+    to: WatchState
+    source: WatchState | None = msgspec.field(default=None, name="from")
+    reason: str | None = None
+
+
+class WatchOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A watch as the API shows it. ``secret`` appears once: in the response that generated it."""
+
+    id: str
+    task_id: str
+    entity_id: str | None
+    callback_url: str
+    metadata: dict[str, Any]
+    state: WatchState
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime
+    polls: int
+    last_monite_status: str | None
+    event_id: str | None
+    event_type: str | None
+    failure: FailureOut | None
+    delivery_attempts: int
+    secret: str | msgspec.UnsetType = msgspec.UNSET
+    transitions: list[TransitionOut] | msgspec.UnsetType = msgspec.UNSET
+
+
+class WatchList(msgspec.Struct, frozen=True):
+    """A page of watches, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[WatchOut]
+    next_cursor: str | None
+
+
+class DeliveryOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery attempt."""
+
+    event_id: str
+    series: int
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency_ms: float
+    outcome: str
+    error: str | None
+    response_excerpt: str | None
+    next_attempt_at: datetime | None
+
+
+class DeliveryList(msgspec.Struct, frozen=True):
+    """A watch's delivery attempts, oldest first."""
+
+    items: list[DeliveryOut]
+
+
+class SecretOut(msgspec.Struct, frozen=True):
+    """A newly rotated secret (shown only here) and until when the previous one keeps signing."""
+
+    secret: str
+    previous_valid_until: datetime | None
+
+
+def _failure(f: Failure | None) -> FailureOut | None:
+    return None if f is None else FailureOut(code=f.code, message=f.message)
+
+
+def watch_out(
+    watch: Watch,
+    *,
+    secret: str | None = None,
+    transitions: list[Transition] | None = None,
+) -> WatchOut:
+    """The API view of a stored watch."""
+    return WatchOut(
+        id=watch.id,
+        task_id=watch.task_id,
+        entity_id=watch.entity_id,
+        callback_url=watch.callback_url,
+        metadata=msgspec.json.decode(watch.metadata_json),
+        state=watch.state,
+        created_at=watch.created_at,
+        updated_at=watch.updated_at,
+        deadline_at=watch.deadline_at,
+        polls=watch.polls,
+        last_monite_status=watch.last_monite_status,
+        event_id=watch.event_id,
+        event_type=watch.event_type,
+        failure=_failure(watch.failure),
+        delivery_attempts=watch.delivery_attempts,
+        secret=secret if secret is not None else msgspec.UNSET,
+        transitions=(
+            msgspec.UNSET
+            if transitions is None
+            else [
+                TransitionOut(at=t.at, to=t.to, source=t.source, reason=t.reason)
+                for t in transitions
+            ]
+        ),
+    )
+
+
+def delivery_out(a: LoggedAttempt) -> DeliveryOut:
+    """The API view of a logged attempt."""
+    return DeliveryOut(
+        event_id=a.event_id,
+        series=a.series,
+        attempt=a.attempt,
+        at=a.at,
+        status_code=a.status_code,
+        latency_ms=a.latency_ms,
+        outcome=a.outcome,
+        error=a.error,
+        response_excerpt=a.response_excerpt,
+        next_attempt_at=a.next_attempt_at,
+    )

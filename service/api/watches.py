@@ -1,0 +1,201 @@
+"""``/v1/watches`` and ``/v1/events``: HTTP in, calls of the watch service and store out.
+
+Another client's watch is answered exactly like an unknown one (404), everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, delete, get, post
+from litestar.di import Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+
+from service.api.deps import Services, provide_client, provide_services
+from service.api.errors import InvalidField
+from service.api.schemas import (
+    MAX_METADATA_BYTES,
+    DeliveryList,
+    SecretOut,
+    WatchIn,
+    WatchList,
+    WatchOut,
+    delivery_out,
+    watch_out,
+)
+from service.domain.watch import Watch, WatchState
+from service.egress import CallbackRefused
+from service.store import InvalidCursor
+from service.watches import NotAllowed, Registration
+
+_NOT_FOUND = "no such watch"
+
+
+def encode_metadata(metadata: dict[str, Any] | None) -> bytes:
+    """The caller's metadata as stored and echoed (at most 4 KiB of JSON)."""
+    raw = msgspec.json.encode(metadata or {})
+    if len(raw) > MAX_METADATA_BYTES:
+        raise InvalidField("metadata", f"is {len(raw)} bytes of JSON; at most {MAX_METADATA_BYTES}")
+    return raw
+
+
+async def checked_callback(services: Services, url: str) -> str:
+    """The callback URL if the egress policy allows it (422 naming the field otherwise)."""
+    try:
+        return await services.policy.check_url(url)
+    except CallbackRefused as exc:
+        raise InvalidField("callback_url", str(exc)) from None
+
+
+async def register(
+    services: Services,
+    client: str,
+    *,
+    task_id: str,
+    callback_url: str,
+    entity_id: str | None,
+    metadata: dict[str, Any] | None,
+    secret: str | None,
+    deadline_s: int | None,
+    include_raw: bool,
+    idempotency_key: str | None,
+) -> tuple[WatchOut, bool]:
+    """Register a watch (shared by ``/v1/watches`` and ``/v1/documents``)."""
+    registered = await services.watches.register(
+        Registration(
+            client=client,
+            task_id=task_id,
+            callback_url=await checked_callback(services, callback_url),
+            entity_id=entity_id,
+            metadata_json=encode_metadata(metadata),
+            secret=secret,
+            deadline_s=deadline_s or services.settings.watch_deadline_s,
+            include_raw=include_raw,
+            idempotency_key=idempotency_key,
+        )
+    )
+    return watch_out(registered.watch, secret=registered.secret), registered.created
+
+
+IdempotencyKey = Annotated[
+    str | None, Parameter(header="Idempotency-Key", max_length=255, required=False)
+]
+
+
+class WatchController(Controller):
+    """Register, read, list, cancel and redeliver watches."""
+
+    path = "/v1/watches"
+    tags = ["watches"]
+    dependencies = {
+        "services": Provide(provide_services, sync_to_thread=False),
+        "client": Provide(provide_client, sync_to_thread=False),
+    }
+
+    @post("/", status_code=201, summary="Register a watch on a Monite OCR task")
+    async def create(
+        self, data: WatchIn, services: Services, client: str, idempotency_key: IdempotencyKey = None
+    ) -> Response[WatchOut]:
+        """201 with the new watch (and its generated secret, once); 200 for a repeat."""
+        out, created = await register(
+            services,
+            client,
+            task_id=str(data.task_id),
+            callback_url=data.callback_url,
+            entity_id=None if data.entity_id is None else str(data.entity_id),
+            metadata=data.metadata,
+            secret=data.secret,
+            deadline_s=data.deadline_s,
+            include_raw=data.include_raw,
+            idempotency_key=idempotency_key,
+        )
+        return Response(out, status_code=201 if created else 200)
+
+    @get("/", summary="List the caller's watches, newest first")
+    async def list_watches(
+        self,
+        services: Services,
+        client: str,
+        state: WatchState | None = None,
+        task_id: Annotated[str | None, Parameter(max_length=64)] = None,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> WatchList:
+        """A page of watches; ``next_cursor`` is null on the last page."""
+        try:
+            page = await services.store.list_watches(
+                client, state=state, task_id=task_id, cursor=cursor, limit=limit
+            )
+        except InvalidCursor:
+            raise InvalidField("cursor", "is not a cursor this service handed out") from None
+        return WatchList(items=[watch_out(w) for w in page.items], next_cursor=page.next_cursor)
+
+    @get("/{watch_id:str}", summary="A watch with its state history")
+    async def read(self, watch_id: str, services: Services, client: str) -> WatchOut:
+        """State, timestamps, polls, last Monite status, event and failure of one watch."""
+        watch = await _owned(services, client, watch_id)
+        return watch_out(watch, transitions=await services.store.transitions(watch_id))
+
+    @delete("/{watch_id:str}", status_code=200, summary="Cancel a watch")
+    async def cancel(self, watch_id: str, services: Services, client: str) -> WatchOut:
+        """Stops polling or delivery; a finished watch is returned unchanged (idempotent)."""
+        watch = await services.watches.cancel(client, watch_id)
+        if watch is None:
+            raise NotFoundException(detail=_NOT_FOUND)
+        return watch_out(watch)
+
+    @get("/{watch_id:str}/deliveries", summary="Delivery attempts of a watch")
+    async def deliveries(self, watch_id: str, services: Services, client: str) -> DeliveryList:
+        """Every attempt, oldest first: time, status, latency, error, response excerpt."""
+        await _owned(services, client, watch_id)
+        attempts = await services.store.attempts(watch_id)
+        return DeliveryList(items=[delivery_out(a) for a in attempts])
+
+    @post("/{watch_id:str}/redeliver", status_code=202, summary="Deliver the final event again")
+    async def redeliver(self, watch_id: str, services: Services, client: str) -> WatchOut:
+        """A new attempt series of the same event (same ``webhook-id``)."""
+        try:
+            watch = await services.watches.redeliver(client, watch_id)
+        except NotAllowed as exc:
+            raise InvalidField("state", str(exc)) from None
+        if watch is None:
+            raise NotFoundException(detail=_NOT_FOUND)
+        return watch_out(watch)
+
+    @post("/{watch_id:str}/rotate-secret", status_code=200, summary="Rotate the signing secret")
+    async def rotate_secret(self, watch_id: str, services: Services, client: str) -> SecretOut:
+        """A new secret; the previous one keeps signing (a second signature) for a grace period."""
+        rotated = await services.watches.rotate_secret(client, watch_id)
+        if rotated is None:
+            raise NotFoundException(detail=_NOT_FOUND)
+        watch, secret = rotated
+        previous = [s.expires_at for s in watch.secrets[1:] if s.expires_at is not None]
+        return SecretOut(secret=secret, previous_valid_until=max(previous) if previous else None)
+
+
+class EventController(Controller):
+    """The exact bodies of events, for receivers that missed one."""
+
+    path = "/v1/events"
+    tags = ["events"]
+    dependencies = {
+        "services": Provide(provide_services, sync_to_thread=False),
+        "client": Provide(provide_client, sync_to_thread=False),
+    }
+
+    @get("/{event_id:str}", summary="The exact body of an event", media_type="application/json")
+    async def read(self, event_id: str, services: Services, client: str) -> Response[bytes]:
+        """The bytes that were (or will be) signed and delivered."""
+        event = await services.store.get_event(event_id)
+        if event is None or await services.watches.get(client, event.watch_id) is None:
+            raise NotFoundException(detail="no such event")
+        return Response(event.body, media_type="application/json")
+
+
+async def _owned(services: Services, client: str, watch_id: str) -> Watch:
+    watch = await services.watches.get(client, watch_id)
+    if watch is None:
+        raise NotFoundException(detail=_NOT_FOUND)
+    return watch

@@ -1,0 +1,308 @@
+"""Poll rounds: ask Monite about every due watch of one group, batched, and act on the answers.
+
+A round claims up to ``BATCH`` due watches of a group (one Monite entity) with a lease, asks
+Monite once for all of them (``GET /ocr_tasks?id__in=…``; a single watch uses
+``GET /ocr_tasks/{id}``), then per watch either schedules the next poll, or stores the final event
+and hands the watch to delivery. It repeats while watches are due, for at most ``ROUND_BUDGET_S``,
+then makes sure the next round is scheduled for the group's earliest due watch.
+
+A request is filled up with watches due within ``COALESCE_S`` when it has room: one request costs
+the same for 1 or 100 ids, and an early poll only makes a result fresher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Final
+
+import msgspec
+
+from service.domain import backoff
+from service.domain.events import encode_event, failed_event, recognized_event
+from service.domain.monite_models import OcrTask, decode_task, is_terminal
+from service.domain.normalize import NormalizeContext, NotRecognizedError, normalize
+from service.domain.schema import FailureCode
+from service.domain.watch import Failure, Watch, WatchState
+from service.ids import new_id
+from service.monite import (
+    MoniteClient,
+    MoniteListOk,
+    MoniteNotFound,
+    MoniteOk,
+    MoniteRateLimited,
+    MoniteRejected,
+    MoniteResult,
+    MoniteUnauthorized,
+    MoniteUnavailable,
+)
+from service.queue import Queue
+from service.ratelimit import Priority
+from service.settings import Settings
+from service.store import EventRecord, Store, now_utc, to_ms, wall_ms
+
+log = logging.getLogger("ocr_relay.polling")
+
+BATCH: Final = 100
+LEASE_MS: Final = 60_000
+ROUND_BUDGET_S: Final = 20.0
+COALESCE_S: Final = 2.0
+
+_FAILURE_MESSAGES: Final[dict[FailureCode, str]] = {
+    "ocr_error": "Monite reported status 'error' for this OCR task",
+    "task_not_found": "Monite does not know this OCR task (404)",
+    "deadline_exceeded": "the OCR task did not finish before the watch's deadline",
+    "upstream_unauthorized": "Monite rejected our credentials even after a token refresh",
+}
+
+
+class Poller:
+    """Runs poll rounds; one per worker process, shared by its jobs."""
+
+    def __init__(
+        self, settings: Settings, store: Store, queue: Queue, monite: MoniteClient
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.monite = monite
+
+    async def run_round(self, group: str, slot: int | None = None) -> int:
+        """Poll every due watch of ``group``; returns how many watches were polled."""
+        entity_id = None if group == "-" else group
+        started = time.monotonic()
+        polled = 0
+        while time.monotonic() - started < ROUND_BUDGET_S:
+            now = wall_ms()
+            ids = await self.store.claim_due(
+                group,
+                now_ms=now,
+                horizon_ms=now + int(COALESCE_S * 1000),
+                limit=BATCH,
+                lease_ms=LEASE_MS,
+            )
+            if not ids:
+                break
+            watches = await self._live_watches(group, ids)
+            due = [w for w in watches if not await self._expire_if_late(w)]
+            if due:
+                await self._poll(group, entity_id, due)
+                polled += len(due)
+        await self._schedule_next(group, slot)
+        return polled
+
+    async def _live_watches(self, group: str, ids: Sequence[str]) -> list[Watch]:
+        found = await self.store.get_many(ids)
+        stale = [
+            i for i, w in zip(ids, found, strict=True) if w is None or w.state != WatchState.POLLING
+        ]
+        await self.store.drop_due(group, stale)
+        return [w for w in found if w is not None and w.state == WatchState.POLLING]
+
+    async def _expire_if_late(self, watch: Watch) -> bool:
+        if watch.deadline_at > now_utc():
+            return False
+        await self._finish_failed(
+            watch, "deadline_exceeded", _FAILURE_MESSAGES["deadline_exceeded"]
+        )
+        return True
+
+    async def _poll(self, group: str, entity_id: str | None, watches: list[Watch]) -> None:
+        task_ids = sorted({w.task_id for w in watches})
+        priority: Priority = "high" if any(w.polls == 0 for w in watches) else "low"
+        answers: dict[str, MoniteResult]
+        if len(task_ids) == 1:
+            answers = {
+                task_ids[0]: await self.monite.get_task(task_ids[0], entity_id, priority=priority)
+            }
+        else:
+            answers = await self._poll_batch(task_ids, entity_id, priority)
+        for watch in watches:
+            await self._apply(group, watch, answers[watch.task_id])
+
+    async def _poll_batch(
+        self, task_ids: list[str], entity_id: str | None, priority: Priority
+    ) -> dict[str, MoniteResult]:
+        result = await self.monite.list_tasks(task_ids, entity_id, priority=priority)
+        if not isinstance(result, MoniteListOk):
+            return dict.fromkeys(task_ids, result)
+        answers: dict[str, MoniteResult] = {}
+        for raw in result.items:
+            try:
+                head = msgspec.json.decode(raw, type=_TaskHead)
+            except msgspec.DecodeError:
+                continue
+            answers[head.id] = MoniteOk(status=200, body=raw)
+        # A task missing from the list is unknown to Monite or of another entity: only a GET by id
+        # tells a 404 apart from a task that merely did not fit the page.
+        for task_id in task_ids:
+            if task_id not in answers:
+                answers[task_id] = await self.monite.get_task(task_id, entity_id, priority="low")
+        return answers
+
+    async def _apply(self, group: str, watch: Watch, answer: MoniteResult) -> None:
+        ctx = {"watch_id": watch.id, "task_id": watch.task_id}
+        if isinstance(answer, MoniteOk):
+            await self._apply_task(group, watch, answer.body)
+        elif isinstance(answer, MoniteNotFound):
+            await self._finish_failed(watch, "task_not_found", _FAILURE_MESSAGES["task_not_found"])
+        elif isinstance(answer, MoniteRateLimited):
+            await self._poll_later(group, watch, answer.retry_after_s, error=False)
+        elif isinstance(answer, MoniteUnauthorized):
+            await self._finish_failed(
+                watch, "upstream_unauthorized", _FAILURE_MESSAGES["upstream_unauthorized"]
+            )
+        elif isinstance(answer, MoniteUnavailable | MoniteRejected):
+            log.warning("monite poll failed, will retry", extra={**ctx, "error": str(answer)})
+            await self._poll_later(group, watch, getattr(answer, "retry_after_s", None), error=True)
+        else:  # pragma: no cover - MoniteResult is a closed family
+            raise TypeError(f"unexpected Monite result {answer!r}")
+
+    async def _apply_task(self, group: str, watch: Watch, body: bytes) -> None:
+        try:
+            task = decode_task(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            await self._finish_failed(
+                watch, "invalid_payload", f"Monite's task could not be decoded: {exc}"
+            )
+            return
+        if not is_terminal(task.status):
+            if task.status != "processing":
+                log.warning(
+                    "unknown Monite task status, polling on",
+                    extra={"watch_id": watch.id, "task_id": watch.task_id, "status": task.status},
+                )
+            await self._poll_later(group, watch, None, error=False, status=task.status)
+        elif task.status == "error":
+            await self._finish_failed(
+                watch, "ocr_error", _FAILURE_MESSAGES["ocr_error"], status=task.status
+            )
+        else:
+            await self._finish_recognized(watch, task, body)
+
+    async def _poll_later(
+        self,
+        group: str,
+        watch: Watch,
+        retry_after_s: float | None,
+        *,
+        error: bool,
+        status: str | None = None,
+    ) -> None:
+        def mutate(w: Watch) -> Watch | None:
+            if w.state != WatchState.POLLING:
+                return None
+            if error:
+                w.poll_errors += 1
+            elif status is not None:
+                w.polls += 1
+                w.poll_errors = 0
+                w.last_monite_status = status
+            return w
+
+        updated = await self.store.update(watch.id, mutate)
+        if updated is None:
+            return
+        if error:
+            delay = backoff.upstream_error_delay(updated.poll_errors, retry_after_s)
+        else:
+            delay = backoff.next_poll_delay(
+                self.settings.poll_schedule_s, max(1, updated.polls), retry_after_s
+            )
+        at = min(now_utc() + timedelta(seconds=delay), updated.deadline_at)
+        await self.store.reschedule(group, {watch.id: to_ms(at)})
+
+    async def _finish_recognized(self, watch: Watch, task: OcrTask, body: bytes) -> None:
+        context = NormalizeContext(
+            task_id=watch.task_id,
+            entity_id=watch.entity_id,
+            include_raw=watch.include_raw,
+            body=body,
+        )
+        try:
+            document = normalize(task, context)
+        except NotRecognizedError as exc:
+            await self._finish_failed(watch, "invalid_payload", str(exc), status=task.status)
+            return
+        event = recognized_event(
+            watch_id=watch.id,
+            task_id=watch.task_id,
+            entity_id=watch.entity_id,
+            metadata=msgspec.json.decode(watch.metadata_json),
+            document=document,
+            at=now_utc(),
+        )
+        await self._hand_to_delivery(watch, event.type, encode_event(event), None, task.status)
+
+    async def _finish_failed(
+        self, watch: Watch, code: FailureCode, message: str, *, status: str | None = None
+    ) -> None:
+        event = failed_event(
+            watch_id=watch.id,
+            task_id=watch.task_id,
+            entity_id=watch.entity_id,
+            metadata=msgspec.json.decode(watch.metadata_json),
+            code=code,
+            message=message,
+            at=now_utc(),
+        )
+        failure = Failure(code=code, message=message)
+        await self._hand_to_delivery(watch, event.type, encode_event(event), failure, status)
+
+    async def _hand_to_delivery(
+        self,
+        watch: Watch,
+        event_type: str,
+        body: bytes,
+        failure: Failure | None,
+        status: str | None,
+    ) -> None:
+        event_id = new_id("evt")
+        created = now_utc()
+        await self.store.put_event(
+            EventRecord(
+                id=event_id, watch_id=watch.id, type=event_type, body=body, created_at=created
+            )
+        )
+
+        def mutate(w: Watch) -> Watch | None:
+            if w.state != WatchState.POLLING:
+                return None
+            w.state = WatchState.DELIVERING
+            w.event_id = event_id
+            w.event_type = event_type
+            w.failure = failure
+            w.ocr_failure = failure
+            w.delivery_series = 1
+            w.delivery_attempts = 0
+            if status is not None:
+                w.polls += 1
+                w.last_monite_status = status
+            return w
+
+        reason = failure.code if failure else "recognized"
+        updated = await self.store.update(watch.id, mutate, reason=reason)
+        if updated is None:
+            # Cancelled meanwhile, or another round got there first: this event is never sent.
+            await self.store.drop_event(event_id)
+            return
+        log.info(
+            "task finished, delivering",
+            extra={"watch_id": watch.id, "task_id": watch.task_id, "event_type": event_type},
+        )
+        await self.queue.schedule_delivery(watch.id, updated.delivery_series, 1, 0.0)
+
+    async def _schedule_next(self, group: str, slot: int | None) -> None:
+        earliest = await self.store.earliest_due_ms(group)
+        if earliest is None:
+            await self.store.drop_group_if_empty(group)
+            return
+        await self.queue.schedule_round(group, max(earliest, wall_ms()), after_slot=slot)
+
+
+class _TaskHead(msgspec.Struct):
+    """Just enough of a task to route a list item to its watches."""
+
+    id: str

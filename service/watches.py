@@ -1,0 +1,166 @@
+"""What a client can do to its watches: register, cancel, redeliver, rotate the secret.
+
+The API translates HTTP into these calls; they check the rules of the watch state machine, write
+through the store, and schedule jobs through the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Final
+
+import msgspec
+
+from service.domain.signing import generate_secret
+from service.domain.watch import SigningSecret, Watch, WatchState, can_redeliver
+from service.ids import new_id
+from service.queue import Queue
+from service.store import CreateResult, Store, group_of, now_utc, to_ms
+
+# How long the previous secret keeps signing after a rotation (receivers roll out the new one).
+SECRET_GRACE: Final = timedelta(hours=24)
+
+
+class Registration(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated registration request."""
+
+    client: str
+    task_id: str
+    callback_url: str
+    entity_id: str | None = None
+    metadata_json: bytes = b"{}"
+    secret: str | None = None
+    deadline_s: int
+    include_raw: bool = False
+    idempotency_key: str | None = None
+
+
+class Registered(msgspec.Struct, frozen=True):
+    """The outcome of a registration; ``secret`` is set only when the service generated it now."""
+
+    watch: Watch
+    created: bool
+    secret: str | None
+
+
+class NotAllowed(Exception):
+    """The watch is not in a state that allows this operation."""
+
+
+class WatchService:
+    """The operations of the API on watches."""
+
+    def __init__(self, store: Store, queue: Queue) -> None:
+        self.store = store
+        self.queue = queue
+
+    async def register(self, reg: Registration) -> Registered:
+        """Create a watch and schedule its first poll, or return the existing identical one."""
+        now = now_utc()
+        generated = None if reg.secret else generate_secret()
+        watch = Watch(
+            id=new_id("wat"),
+            client=reg.client,
+            task_id=reg.task_id,
+            entity_id=reg.entity_id,
+            callback_url=reg.callback_url,
+            metadata_json=reg.metadata_json,
+            secrets=(SigningSecret(value=reg.secret or generated or ""),),
+            include_raw=reg.include_raw,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + timedelta(seconds=reg.deadline_s),
+        )
+        group = group_of(watch)
+        result: CreateResult = await self.store.create_watch(
+            watch,
+            group=group,
+            dedupe_key=self._dedupe_key(reg.client, reg.task_id, reg.callback_url),
+            idempotency_key=(
+                self.store.keys.idempotency(reg.client, _digest(reg.idempotency_key))
+                if reg.idempotency_key
+                else None
+            ),
+            first_poll_at_ms=to_ms(now),
+        )
+        if result.created:
+            await self.queue.schedule_round(group, to_ms(now))
+        return Registered(
+            watch=result.watch, created=result.created, secret=generated if result.created else None
+        )
+
+    async def get(self, client: str, watch_id: str) -> Watch | None:
+        """The client's watch, or None (unknown and other clients' watches look the same)."""
+        watch = await self.store.get(watch_id)
+        return watch if watch is not None and watch.client == client else None
+
+    async def cancel(self, client: str, watch_id: str) -> Watch | None:
+        """Stop polling or delivery; a finished watch is returned unchanged."""
+        watch = await self.get(client, watch_id)
+        if watch is None:
+            return None
+
+        def mutate(w: Watch) -> Watch | None:
+            if w.state not in (WatchState.POLLING, WatchState.DELIVERING):
+                return None
+            w.state = WatchState.CANCELLED
+            return w
+
+        cancelled = await self.store.update(watch_id, mutate, reason="cancelled by client")
+        if cancelled is None:
+            return await self.store.get(watch_id)
+        await self.store.forget_registration(
+            self._dedupe_key(watch.client, watch.task_id, watch.callback_url)
+        )
+        return cancelled
+
+    async def redeliver(self, client: str, watch_id: str) -> Watch | None:
+        """Start a new delivery series of the final event (same event id, so same webhook-id)."""
+        watch = await self.get(client, watch_id)
+        if watch is None:
+            return None
+
+        def mutate(w: Watch) -> Watch | None:
+            if not can_redeliver(w.state, w.event_id is not None):
+                raise NotAllowed(
+                    f"a watch in state {w.state.value!r} has no finished delivery to repeat"
+                )
+            w.state = WatchState.DELIVERING
+            w.failure = w.ocr_failure
+            w.delivery_series += 1
+            w.delivery_attempts = 0
+            w.delivery_in_flight_until = None
+            return w
+
+        updated = await self.store.update(watch_id, mutate, reason="redelivery requested")
+        if updated is not None:
+            await self.queue.schedule_delivery(watch_id, updated.delivery_series, 1, 0.0)
+        return updated
+
+    async def rotate_secret(self, client: str, watch_id: str) -> tuple[Watch, str] | None:
+        """A new secret signs from now on; the current one keeps signing for ``SECRET_GRACE``."""
+        watch = await self.get(client, watch_id)
+        if watch is None:
+            return None
+        new_secret = generate_secret()
+        now = now_utc()
+
+        def mutate(w: Watch) -> Watch | None:
+            kept = tuple(
+                SigningSecret(value=s.value, expires_at=s.expires_at or now + SECRET_GRACE)
+                for s in w.secrets
+                if s.expires_at is None or s.expires_at > now
+            )
+            w.secrets = (SigningSecret(value=new_secret), *kept)
+            return w
+
+        updated = await self.store.update(watch_id, mutate)
+        return None if updated is None else (updated, new_secret)
+
+    def _dedupe_key(self, client: str, task_id: str, callback_url: str) -> str:
+        return self.store.keys.watch_dedupe(client, task_id, _digest(callback_url))
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]

@@ -1,0 +1,44 @@
+"""The arq job functions: thin, they call the service modules with ids only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from arq import Retry
+
+from service.dispatch import Busy, Dispatcher
+from service.polling import Poller
+from service.queue import Queue
+from service.store import Store
+
+
+async def poll_round(ctx: dict[str, Any], group: str, slot: int) -> int:
+    """Poll the due watches of one group (one Monite entity); returns how many were polled."""
+    poller: Poller = ctx["poller"]
+    return await poller.run_round(group, slot)
+
+
+async def deliver(ctx: dict[str, Any], watch_id: str) -> str | None:
+    """Make the next delivery attempt of a watch; returns its outcome."""
+    dispatcher: Dispatcher = ctx["dispatcher"]
+    result = await dispatcher.deliver(watch_id)
+    if isinstance(result, Busy):
+        wait = (result.until - datetime.now(UTC)).total_seconds()
+        raise Retry(defer=max(1.0, wait))
+    return None if result is None else result.outcome
+
+
+async def reconcile(ctx: dict[str, Any]) -> int:
+    """Safety net: make sure every group with due watches has a poll round scheduled."""
+    store: Store = ctx["store"]
+    queue: Queue = ctx["queue"]
+    scheduled = 0
+    for group in await store.groups():
+        earliest = await store.earliest_due_ms(group)
+        if earliest is None:
+            await store.drop_group_if_empty(group)
+            continue
+        await queue.schedule_round(group, earliest)
+        scheduled += 1
+    return scheduled

@@ -1,0 +1,113 @@
+"""arq worker settings: the job functions, timeouts, and the clients each process owns.
+
+The start-up hook builds, once per process, the shared Redis pool, the Monite client (one httpx
+client, one token shared through Redis, one rate budget shared by all workers) and the callback
+client; the shutdown hook closes them. Jobs are short (a poll round is bounded to ~20 s, a delivery
+attempt to ``DELIVERY_TIMEOUT_S``) because arq re-runs the job of a dead worker only after its
+timeout: short jobs mean quick crash recovery.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from arq import cron
+from arq.worker import Function, Worker, func
+
+from service import logs
+from service.dispatch import Dispatcher
+from service.egress import build_callback_client
+from service.keys import Keys
+from service.monite import MoniteClient, build_monite_http
+from service.polling import ROUND_BUDGET_S, Poller
+from service.queue import DELIVER, POLL_ROUND, Queue, connect
+from service.settings import Settings
+from service.store import Store
+from workers.jobs import deliver, poll_round, reconcile
+
+# A round's Monite calls may wait for the shared rate budget; leave room beyond its own budget.
+POLL_ROUND_TIMEOUT_S: Final = ROUND_BUDGET_S + 40.0
+# arq counts deferrals (Retry) as tries; a busy watch may defer a few times.
+DELIVER_MAX_TRIES: Final = 20
+RECONCILE_EVERY_S: Final = 5
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """Build the per-process clients and services the jobs use."""
+    settings: Settings = ctx["settings"]
+    keys = Keys(settings.key_prefix)
+    redis = ctx["redis"]
+    store = Store(redis, keys)
+    queue = Queue(redis, keys)
+    http = build_monite_http(settings)
+    callbacks = build_callback_client(settings)
+    monite = MoniteClient(settings, redis, http, keys)
+    ctx.update(
+        store=store,
+        queue=queue,
+        monite_http=http,
+        callbacks=callbacks,
+        poller=Poller(settings, store, queue, monite),
+        dispatcher=Dispatcher(settings, store, queue, callbacks),
+    )
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """Close what ``startup`` opened."""
+    if "monite_http" in ctx:
+        await ctx["monite_http"].aclose()
+    if "callbacks" in ctx:
+        await ctx["callbacks"].close()
+
+
+def functions(settings: Settings) -> list[Function]:
+    """The job functions with their limits."""
+    return [
+        func(poll_round, name=POLL_ROUND, timeout=POLL_ROUND_TIMEOUT_S, keep_result=0, max_tries=5),
+        func(
+            deliver,
+            name=DELIVER,
+            timeout=settings.delivery_timeout_s + 30.0,
+            keep_result=0,
+            max_tries=DELIVER_MAX_TRIES,
+        ),
+    ]
+
+
+def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
+    """An arq worker bound to ``settings`` (tests pass ``burst=True`` and overrides)."""
+    keys = Keys(settings.key_prefix)
+    options: dict[str, Any] = {
+        "functions": functions(settings),
+        "cron_jobs": [
+            cron(
+                reconcile,
+                name=f"{keys.prefix}reconcile",
+                second=set(range(0, 60, RECONCILE_EVERY_S)),
+                run_at_startup=True,
+                keep_result=0,
+                timeout=30,
+            )
+        ],
+        "redis_pool": connect(settings.redis_url, keys),
+        "queue_name": keys.queue(),
+        "health_check_key": keys.health_check(),
+        "health_check_interval": 10,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings},
+        "burst": burst,
+        "max_jobs": 50,
+        "poll_delay": 0.05,
+        "keep_result": 0,
+        "handle_signals": not burst,
+    }
+    options.update(overrides)
+    return Worker(**options)
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> None:
+    """Run a worker until stopped (or, with ``burst``, until the queue is empty)."""
+    logs.configure(settings.log_level)
+    worker = build_worker(settings, burst=burst)
+    worker.run()
