@@ -67,3 +67,123 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+# --- callback receiver fixtures ---
+# A real HTTP server on loopback standing in for a customer's callback. Its imports live here, below
+# the other blocks, so that parallel edits of this file never touch the same lines.
+
+import asyncio  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Awaitable, Sequence  # noqa: E402
+
+import msgspec  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+
+class ReceivedRequest(msgspec.Struct, frozen=True):
+    """One request the receiver got; header names are lower-case."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """How the receiver answers one request: after ``delay_s``, with status, headers and body."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+class Receiver:
+    """A callback receiver on ``127.0.0.1``; answers from a script, then with ``default``.
+
+    ``receiver.script([500, 500, Reply(status=302, headers={"location": "…"}), 200])`` queues
+    answers; ``await receiver.wait_for(4)`` waits until four requests have arrived.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.default = Reply()
+        self.url = ""
+        self._replies: list[Reply] = []
+        self._arrived = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the receiver listens on."""
+        return int(self.url.split(":")[2].split("/")[0])
+
+    def script(self, replies: Sequence[int | Reply]) -> None:
+        """Answer the next requests with these replies (a bare int is a status), in order."""
+        self._replies.extend(Reply(status=r) if isinstance(r, int) else r for r in replies)
+
+    async def wait_for(self, count: int, within_s: float = 10.0) -> list[ReceivedRequest]:
+        """Wait until at least ``count`` requests arrived (``TimeoutError`` after ``within_s``)."""
+        async with asyncio.timeout(within_s), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests) >= count)
+        return list(self.requests)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        record = ReceivedRequest(
+            method=request.method,
+            path=request.path_qs,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            at=time.time(),
+        )
+        reply = self._replies.pop(0) if self._replies else self.default
+        async with self._arrived:
+            self.requests.append(record)
+            self._arrived.notify_all()
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # Cancelled handlers and a short shutdown keep delayed replies from stalling teardown.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def make_receiver() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
+    """Factory: ``await make_receiver()`` starts another receiver; all stop afterwards."""
+    started: list[Receiver] = []
+
+    async def make() -> Receiver:
+        receiver = Receiver()
+        await receiver.start()
+        started.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in started:
+        await receiver.stop()
+
+
+@pytest.fixture
+async def receiver(make_receiver: Callable[[], Awaitable[Receiver]]) -> Receiver:
+    """A callback receiver on loopback: ``.url``, ``.requests``, ``.script()``, ``.wait_for()``."""
+    return await make_receiver()
