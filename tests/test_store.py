@@ -1,0 +1,174 @@
+"""The Redis store: atomic registration, compare-and-set updates, leased due sets, listing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from service.domain.watch import SigningSecret, Watch, WatchState
+from service.ids import new_id
+from service.store import Store, now_utc, to_ms, wall_ms
+
+
+def make_watch(client: str = "a", task_id: str = "t-1", **changes: object) -> Watch:
+    now = now_utc()
+    fields: dict[str, object] = {
+        "id": new_id("wat"),
+        "client": client,
+        "task_id": task_id,
+        "entity_id": None,
+        "callback_url": "https://example.com/hook",
+        "metadata_json": b"{}",
+        "secrets": (SigningSecret(value="whsec_x"),),
+        "created_at": now,
+        "updated_at": now,
+        "deadline_at": now + timedelta(hours=1),
+    }
+    fields.update(changes)
+    return Watch(**fields)  # type: ignore[arg-type]
+
+
+async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[Watch, bool]:
+    result = await store.create_watch(
+        watch,
+        group="-",
+        dedupe_key=store.keys.watch_dedupe(watch.client, watch.task_id, "cb"),
+        idempotency_key=None if idem is None else store.keys.idempotency(watch.client, idem),
+        first_poll_at_ms=wall_ms(),
+    )
+    return result.watch, result.created
+
+
+async def test_a_new_watch_is_stored_due_and_recorded(store: Store) -> None:
+    watch, created = await create(store, make_watch())
+    assert created
+    assert await store.get(watch.id) == watch
+    assert await store.earliest_due_ms("-") is not None
+    assert [t.to for t in await store.transitions(watch.id)] == [WatchState.POLLING]
+
+
+async def test_the_same_registration_returns_the_existing_watch(store: Store) -> None:
+    first, _ = await create(store, make_watch())
+    again, created = await create(store, make_watch())
+    assert not created
+    assert again.id == first.id
+
+
+async def test_an_idempotency_key_returns_the_watch_it_created(store: Store) -> None:
+    first, _ = await create(store, make_watch(task_id="t-1"), idem="k1")
+    other_task, created = await create(store, make_watch(task_id="t-2"), idem="k1")
+    assert not created
+    assert other_task.id == first.id
+
+
+async def test_concurrent_identical_registrations_create_one_watch(store: Store) -> None:
+    results = await asyncio.gather(*(create(store, make_watch()) for _ in range(20)))
+    assert sum(created for _, created in results) == 1
+    assert len({w.id for w, _ in results}) == 1
+    assert await store.due_count("-") == 1
+
+
+async def test_concurrent_updates_are_never_lost(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+
+    def bump(w: Watch) -> Watch:
+        w.polls += 1
+        return w
+
+    await asyncio.gather(*(store.update(watch.id, bump) for _ in range(10)))
+    stored = await store.get(watch.id)
+    assert stored is not None
+    assert stored.polls == 10
+    assert stored.version == 10
+
+
+async def test_only_one_of_two_racing_transitions_wins(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+
+    def to(state: WatchState):  # type: ignore[no-untyped-def]
+        def mutate(w: Watch) -> Watch | None:
+            if w.state != WatchState.POLLING:
+                return None
+            w.state = state
+            return w
+
+        return mutate
+
+    results = await asyncio.gather(
+        store.update(watch.id, to(WatchState.DELIVERING)),
+        store.update(watch.id, to(WatchState.CANCELLED)),
+    )
+    assert sum(r is not None for r in results) == 1
+    assert len(await store.transitions(watch.id)) == 2
+
+
+async def test_leaving_polling_removes_the_watch_from_the_due_set(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+
+    def cancel(w: Watch) -> Watch:
+        w.state = WatchState.CANCELLED
+        return w
+
+    await store.update(watch.id, cancel)
+    assert await store.due_count("-") == 0
+
+
+async def test_claimed_watches_are_leased_and_not_claimed_twice(store: Store) -> None:
+    for n in range(3):
+        await create(store, make_watch(task_id=f"t-{n}"))
+    now = wall_ms() + 10
+    first = await store.claim_due("-", now_ms=now, horizon_ms=now, limit=2, lease_ms=60_000)
+    second = await store.claim_due("-", now_ms=now, horizon_ms=now, limit=2, lease_ms=60_000)
+    assert len(first) == 2
+    assert len(second) == 1
+    assert not set(first) & set(second)
+    assert await store.claim_due("-", now_ms=now, horizon_ms=now, limit=2, lease_ms=1) == []
+
+
+async def test_a_request_is_filled_with_watches_due_soon(store: Store) -> None:
+    due_now, _ = await create(store, make_watch(task_id="now"))
+    soon, _ = await create(store, make_watch(task_id="soon"))
+    later, _ = await create(store, make_watch(task_id="later"))
+    now = wall_ms()
+    await store.reschedule("-", {due_now.id: now - 1, soon.id: now + 1000, later.id: now + 60_000})
+    claimed = await store.claim_due("-", now_ms=now, horizon_ms=now + 2000, limit=10, lease_ms=5000)
+    assert set(claimed) == {due_now.id, soon.id}
+
+
+async def test_nothing_due_claims_nothing_even_with_a_horizon(store: Store) -> None:
+    soon, _ = await create(store, make_watch(task_id="soon"))
+    now = wall_ms()
+    await store.reschedule("-", {soon.id: now + 1000})
+    assert (
+        await store.claim_due("-", now_ms=now, horizon_ms=now + 2000, limit=10, lease_ms=5000) == []
+    )
+
+
+async def test_listing_pages_newest_first_without_gaps(store: Store) -> None:
+    created = []
+    for n in range(7):
+        watch, _ = await create(store, make_watch(task_id=f"t-{n}"))
+        created.append(watch)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_watches("a", cursor=cursor, limit=3)
+        seen.extend(w.id for w in page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    newest_first = sorted(created, key=lambda w: (to_ms(w.created_at), w.id), reverse=True)
+    assert seen == [w.id for w in newest_first]
+
+
+async def test_listing_filters_by_state_and_task(store: Store) -> None:
+    keep, _ = await create(store, make_watch(task_id="x"))
+    await create(store, make_watch(task_id="y"))
+    page = await store.list_watches("a", task_id="x")
+    assert [w.id for w in page.items] == [keep.id]
+    assert (await store.list_watches("a", state=WatchState.DELIVERED)).items == []
+
+
+async def test_listing_shows_only_the_clients_own_watches(store: Store) -> None:
+    await create(store, make_watch(client="a"))
+    assert (await store.list_watches("b")).items == []
