@@ -63,6 +63,8 @@ _PRIVATE: Final = tuple(
 _NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE: Final = ipaddress.ip_network("::/96")
 _BROADCAST: Final = ipaddress.ip_address("255.255.255.255")
+# RFC 6761: "localhost" and its subdomains are loopback whatever a DNS server says.
+_LOCALHOST_ADDRESSES: Final = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 class CallbackRefused(ValueError):
@@ -169,6 +171,11 @@ def parse_callback_url(url: str) -> CallbackTarget:
     return CallbackTarget(url=normalized, host=host, address=address)
 
 
+def _is_localhost(host: str) -> bool:
+    name = host.removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
 def _effective(ip: IPAddress) -> IPAddress:
     """The IPv4 address an IPv6 address really reaches when it embeds one."""
     if isinstance(ip, ipaddress.IPv4Address):
@@ -223,7 +230,7 @@ class CallbackPolicy:
         return cls(settings.callback_allowed_networks, settings.callback_allowed_hosts, resolve)
 
     def host_allowed(self, host: str) -> bool:
-        """True for a host listed in ``CALLBACK_ALLOWED_HOSTS`` (``*.example.org`` = subdomains)."""
+        """True for a host in ``CALLBACK_ALLOWED_HOSTS`` (``*.example.org``: one label below)."""
         name = host.lower().rstrip(".")
         parent = name.partition(".")[2]
         return name in self.allowed_hosts or (bool(parent) and f"*.{parent}" in self.allowed_hosts)
@@ -247,10 +254,6 @@ class CallbackPolicy:
             return target
         if target.address is not None:
             self.check_address(target.address)
-        elif target.host == "localhost" or target.host.endswith((".localhost", ".localhost.")):
-            raise CallbackRefused(
-                f"host {target.host!r} is loopback; allow it with CALLBACK_ALLOWED_HOSTS"
-            )
         return target
 
     async def permitted_addresses(self, host: str) -> list[IPAddress]:
@@ -259,7 +262,11 @@ class CallbackPolicy:
         Raises ``CallbackRefused`` when every address is refused, ``OSError`` when the name does
         not resolve.
         """
-        addresses = [ipaddress.ip_address(a.partition("%")[0]) for a in await self.resolve(host)]
+        if _is_localhost(host):
+            addresses = list(_LOCALHOST_ADDRESSES)
+        else:
+            answers = await self.resolve(host)
+            addresses = [ipaddress.ip_address(a.partition("%")[0]) for a in answers]
         if not addresses:
             raise OSError(f"no address found for {host!r}")
         if self.host_allowed(host):

@@ -1,0 +1,227 @@
+"""The callback URL policy: syntax, odd IP literals, refused ranges, allowlists, DNS answers.
+
+Delivery-time enforcement (rebinding, redirects, pinned connections) is in ``test_delivery.py``.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from service.egress import CallbackPolicy, CallbackRefused, system_resolve
+from service.settings import Settings
+
+PUBLIC_V4 = "93.184.216.34"
+PUBLIC_V6 = "2606:4700::1111"
+
+
+class FakeDNS:
+    """Answers from a table; unknown names fail like NXDOMAIN."""
+
+    def __init__(self, records: dict[str, list[str]] | None = None) -> None:
+        self.records = records or {}
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        if host not in self.records:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.records[host]
+
+
+def _policy(
+    networks: tuple[str, ...] = (), hosts: tuple[str, ...] = (), dns: FakeDNS | None = None
+) -> CallbackPolicy:
+    settings = Settings(callback_allowed_networks=networks, callback_allowed_hosts=hosts)
+    return CallbackPolicy.from_settings(settings, dns or FakeDNS())
+
+
+# The SSRF suite of issue 6: each URL is refused by default and allowed by the named setting.
+SSRF_CASES = [
+    ("http://127.0.0.1/hook", ("127.0.0.0/8",)),
+    ("http://localhost/hook", ("127.0.0.0/8",)),
+    ("http://[::1]/hook", ("::1/128",)),
+    ("http://0.0.0.0/hook", ("0.0.0.0/32",)),
+    ("http://169.254.169.254/latest/meta-data", ("169.254.169.254/32",)),
+    ("http://[::ffff:127.0.0.1]/hook", ("127.0.0.0/8",)),
+    ("http://2130706433/hook", ("127.0.0.0/8",)),
+    ("http://0x7f.1/hook", ("127.0.0.0/8",)),
+    ("http://127.1/hook", ("127.0.0.0/8",)),
+]
+
+
+@pytest.mark.parametrize(("url", "networks"), SSRF_CASES)
+async def test_ssrf_target_is_refused_by_default(url: str, networks: tuple[str, ...]) -> None:
+    with pytest.raises(CallbackRefused):
+        await _policy().check_url(url)
+
+
+@pytest.mark.parametrize(("url", "networks"), SSRF_CASES)
+async def test_ssrf_target_is_allowed_when_its_network_is_configured(
+    url: str, networks: tuple[str, ...]
+) -> None:
+    assert (await _policy(networks=networks).check_url(url)).startswith("http://")
+
+
+@pytest.mark.parametrize(
+    ("url", "category"),
+    [
+        ("http://127.0.0.1/", "loopback"),
+        ("http://[::1]/", "loopback"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://[::]/", "unspecified"),
+        ("http://169.254.169.254/", "link-local"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://[ff02::1]/", "multicast"),
+        ("http://255.255.255.255/", "broadcast"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://10.1.2.3/", "private"),
+        ("http://172.16.0.1/", "private"),
+        ("http://192.168.1.1/", "private"),
+        ("http://100.64.0.1/", "private"),
+        ("http://[fc00::1]/", "private"),
+        ("http://192.0.2.1/", "special-purpose"),
+        ("http://[::ffff:10.0.0.1]/", "private"),
+        ("http://[::127.0.0.1]/", "loopback"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),
+        ("http://[2002:7f00:1::]/", "loopback"),
+    ],
+)
+async def test_refusal_names_the_address_category(url: str, category: str) -> None:
+    with pytest.raises(CallbackRefused, match=category):
+        await _policy().check_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", [f"https://{PUBLIC_V4}/hook", f"https://[{PUBLIC_V6}]/hook", "http://[::ffff:8.8.8.8]/"]
+)
+async def test_public_address_is_accepted(url: str) -> None:
+    assert await _policy().check_url(url)
+
+
+async def test_private_network_is_allowed_by_configuration() -> None:
+    assert await _policy(networks=("10.0.0.0/8",)).check_url("http://10.1.2.3/h")
+
+
+async def test_allowing_one_network_does_not_allow_another() -> None:
+    with pytest.raises(CallbackRefused, match="private"):
+        await _policy(networks=("10.0.0.0/8",)).check_url("http://192.168.1.1/h")
+
+
+async def test_odd_ipv4_literal_is_normalized() -> None:
+    url = await _policy(networks=("127.0.0.0/8",)).check_url("http://0x7f.1:8080/a?b=1")
+    assert url == "http://127.0.0.1:8080/a?b=1"
+
+
+async def test_host_name_is_lower_cased_and_idna_encoded() -> None:
+    dns = FakeDNS({"xn--mller-kva.example": [PUBLIC_V4]})
+    assert await _policy(dns=dns).check_url("https://Müller.Example/x") == (
+        "https://xn--mller-kva.example/x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://example.com/", "scheme must be http or https"),
+        ("file:///etc/passwd", "scheme must be http or https"),
+        ("http:///path-only", "no host"),
+        ("https://user:pw@example.com/", "credentials"),
+        ("https://example.com/" + "a" * 2048, "longer than 2048"),
+        ("https://exa mple.com/", "whitespace"),
+        ("https://example.com\\@127.0.0.1/", "backslashes"),
+        ("http://1.2.3.4.5/", "neither a valid IP address nor a host name"),
+        ("http://300.1.1/", "not a valid IPv4 address"),
+        ("http://[fe80::1%25eth0]/", "zone identifiers"),
+        ("http://example.com:0/", "port 0"),
+        ("http://exa%20mple.com/", "not a valid host name"),
+        ("not a url at all", "whitespace"),
+    ],
+)
+async def test_malformed_url_is_refused_with_reason(url: str, reason: str) -> None:
+    with pytest.raises(CallbackRefused, match=reason):
+        await _policy().check_url(url)
+
+
+async def test_refusal_never_echoes_url_credentials() -> None:
+    with pytest.raises(CallbackRefused) as info:
+        await _policy().check_url("https://admin:hunter2@example.com/")
+    assert "hunter2" not in info.value.reason
+
+
+async def test_name_resolving_only_to_refused_addresses_is_refused() -> None:
+    dns = FakeDNS({"evil.example.com": ["127.0.0.1", "10.0.0.5"]})
+    with pytest.raises(CallbackRefused, match="resolves only to refused addresses"):
+        await _policy(dns=dns).check_url("https://evil.example.com/hook")
+
+
+async def test_name_with_a_public_address_is_accepted() -> None:
+    dns = FakeDNS({"hooks.example.com": ["127.0.0.1", PUBLIC_V4]})
+    assert await _policy(dns=dns).check_url("https://hooks.example.com/h")
+
+
+async def test_only_permitted_addresses_are_connected_to() -> None:
+    dns = FakeDNS({"hooks.example.com": ["127.0.0.1", PUBLIC_V4, "::1", PUBLIC_V6]})
+    addresses = await _policy(dns=dns).permitted_addresses("hooks.example.com")
+    assert [str(a) for a in addresses] == [PUBLIC_V4, PUBLIC_V6]
+
+
+async def test_name_that_does_not_resolve_is_refused_at_registration() -> None:
+    with pytest.raises(CallbackRefused, match="could not be resolved"):
+        await _policy().check_url("https://no-such-host.example.com/")
+
+
+async def test_rebinding_name_is_refused_once_it_points_to_loopback() -> None:
+    dns = FakeDNS({"rebind.example.com": [PUBLIC_V4]})
+    policy = _policy(dns=dns)
+    assert await policy.check_url("https://rebind.example.com/h")
+    dns.records["rebind.example.com"] = ["127.0.0.1"]
+    with pytest.raises(CallbackRefused, match=r"127\.0\.0\.1 is loopback"):
+        await policy.permitted_addresses("rebind.example.com")
+
+
+async def test_localhost_is_loopback_whatever_dns_says() -> None:
+    dns = FakeDNS({"app.localhost": [PUBLIC_V4]})
+    with pytest.raises(CallbackRefused, match="loopback"):
+        await _policy(dns=dns).check_url("http://app.localhost/")
+    assert dns.asked == []
+
+
+async def test_allowed_host_may_resolve_to_private_addresses() -> None:
+    dns = FakeDNS({"billing.internal": ["10.0.0.7"]})
+    policy = _policy(hosts=("billing.internal",), dns=dns)
+    assert [str(a) for a in await policy.permitted_addresses("billing.internal")] == ["10.0.0.7"]
+
+
+async def test_allowed_host_is_accepted_without_dns_at_registration() -> None:
+    dns = FakeDNS()
+    assert await _policy(hosts=("billing.internal",), dns=dns).check_url("http://billing.internal/")
+    assert dns.asked == []
+
+
+async def test_wildcard_allowed_host_matches_one_label_below_only() -> None:
+    policy = _policy(hosts=("*.svc.cluster.local",))
+    assert policy.host_allowed("hooks.team-a.svc.cluster.local") is False
+    assert policy.host_allowed("hooks.svc.cluster.local") is True
+    assert policy.host_allowed("svc.cluster.local") is False
+
+
+async def test_allowed_host_does_not_allow_other_names() -> None:
+    dns = FakeDNS({"other.internal": ["10.0.0.8"]})
+    with pytest.raises(CallbackRefused, match="private"):
+        await _policy(hosts=("billing.internal",), dns=dns).check_url("http://other.internal/")
+
+
+def test_mapped_address_is_allowed_by_its_ipv4_network() -> None:
+    _policy(networks=("10.0.0.0/8",)).check_address("::ffff:10.0.0.1")
+
+
+def test_check_address_refuses_metadata_service() -> None:
+    with pytest.raises(CallbackRefused, match=r"169\.254\.169\.254 is link-local"):
+        _policy().check_address("169.254.169.254")
+
+
+async def test_system_resolver_reads_hosts_file() -> None:
+    assert "127.0.0.1" in await system_resolve("localhost")
