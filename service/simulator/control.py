@@ -1,0 +1,170 @@
+"""Control endpoints under ``/_sim`` (no auth, no rate limit): see the package docstring."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Final, TypeVar
+
+import msgspec
+from litestar import Request, Response, get, patch, post
+
+from service.simulator.config import Chaos, Knobs
+from service.simulator.state import Simulator
+from service.simulator.tasks import PARTNER_SPACE, Outcome
+from service.simulator.wire import (
+    MONITE_API_VERSION,
+    DocumentType,
+    decode_body,
+    error_response,
+    json_response,
+    validation_response,
+)
+
+AnyRequest = Request[Any, Any, Any]
+S = TypeVar("S", Chaos, Knobs)
+
+
+class NewTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of ``POST /_sim/tasks``."""
+
+    entity_id: uuid.UUID | None = None
+    """The entity whose space the task lives in; ``None``: requests without an entity header."""
+    outcome: Outcome = "success"
+    document_type: DocumentType | None = None
+    recognized_data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    """Served verbatim when the task succeeds (any JSON); generated when absent."""
+    duration_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Seconds until the task finishes; absent: drawn from ``task_duration_s``."""
+    task_id: uuid.UUID | None = None
+    """The id to give the task; absent: a fresh UUID."""
+    notify: bool = True
+    """Send ``ocr_task.finished`` when it finishes (needs an entity and a webhook URL)."""
+
+
+class Completion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The optional body of ``POST /_sim/tasks/{task_id}/complete``."""
+
+    outcome: Outcome | None = None
+
+
+class Revoked(msgspec.Struct):
+    """The answer of ``POST /_sim/tokens/revoke``."""
+
+    revoked: int
+
+
+@post("/tasks")
+async def create_task(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+    """Create a task with a chosen outcome, type, payload and duration."""
+    spec = decode_body(await request.body(), NewTask)
+    if isinstance(spec, Response):
+        return spec
+    task_id = None if spec.task_id is None else str(spec.task_id)
+    if task_id is not None and task_id in sim.tasks.by_id:
+        return error_response(409, f"task {task_id} already exists")
+    entity = PARTNER_SPACE if spec.entity_id is None else str(spec.entity_id)
+    task = sim.create_task(
+        entity=entity,
+        outcome=spec.outcome,
+        document_type=spec.document_type,
+        duration_s=spec.duration_s,
+        recognized_data=None if spec.recognized_data is msgspec.UNSET else spec.recognized_data,
+        task_id=task_id,
+        notify_version=MONITE_API_VERSION if spec.notify else None,
+    )
+    return json_response(sim.view().body(task), 201)
+
+
+@post("/tasks/{task_id:str}/complete")
+async def complete_task(task_id: str, request: AnyRequest, sim: Simulator) -> Response[bytes]:
+    """Finish a task now, with its planned outcome or the one given."""
+    body = await request.body()
+    completion = decode_body(body, Completion) if body.strip() else Completion()
+    if isinstance(completion, Response):
+        return completion
+    task = sim.tasks.by_id.get(task_id.lower())
+    if task is None:
+        return error_response(404, f"no task {task_id}")
+    sim.complete(task, completion.outcome)
+    return json_response(sim.view().body(task))
+
+
+@get("/counters")
+async def counters(sim: Simulator) -> Response[bytes]:
+    """Requests, 429s, per-endpoint statuses and 1-second peaks per client; task count; webhooks."""
+    return json_response(sim.counters())
+
+
+@post("/reset", status_code=204)
+async def reset(sim: Simulator) -> None:
+    """Back to the start-up state: no tasks, tokens or counters; configured knobs and chaos."""
+    sim.reset()
+
+
+@get("/chaos")
+async def get_chaos(sim: Simulator) -> Response[bytes]:
+    """The faults in effect."""
+    return json_response(sim.chaos)
+
+
+@patch("/chaos")
+async def patch_chaos(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+    """Change some faults; fields left out keep their value."""
+    merged = _merge(await request.body(), sim.chaos)
+    if isinstance(merged, Response):
+        return merged
+    sim.chaos = merged
+    return json_response(merged)
+
+
+@get("/settings")
+async def get_settings(sim: Simulator) -> Response[bytes]:
+    """The runtime knobs in effect (never the webhook secret)."""
+    return json_response(_redacted(sim.knobs))
+
+
+@patch("/settings")
+async def patch_settings(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+    """Change some knobs (rate limit, token TTL, durations, webhook target …)."""
+    merged = _merge(await request.body(), sim.knobs)
+    if isinstance(merged, Response):
+        return merged
+    sim.set_knobs(merged)
+    return json_response(_redacted(merged))
+
+
+@post("/tokens/revoke")
+async def revoke_tokens(sim: Simulator) -> Response[bytes]:
+    """Revoke every access token: the next request with one gets 401."""
+    return json_response(Revoked(sim.tokens.revoke_all()))
+
+
+def _merge(body: bytes, current: S) -> S | Response[bytes]:
+    """``current`` with the fields of a JSON object body replaced, validated as a whole."""
+    changes = decode_body(body, dict[str, Any])
+    if isinstance(changes, Response):
+        return changes
+    unknown = sorted(set(changes) - set(current.__struct_fields__))
+    if unknown:
+        return validation_response(["body", unknown[0]], "Unknown field", "extra_forbidden")
+    merged = {**msgspec.structs.asdict(current), **changes}
+    return decode_body(msgspec.json.encode(merged), type(current))
+
+
+def _redacted(knobs: Knobs) -> dict[str, Any]:
+    shown = msgspec.to_builtins(knobs)
+    shown["webhook_secret"] = "<set>"  # noqa: S105 - a placeholder that hides the secret
+    return dict(shown)
+
+
+ROUTES: Final = (
+    create_task,
+    complete_task,
+    counters,
+    reset,
+    get_chaos,
+    patch_chaos,
+    get_settings,
+    patch_settings,
+    revoke_tokens,
+)
