@@ -31,6 +31,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Final
@@ -342,15 +343,24 @@ class CallbackClient:
         await self.http.aclose()
 
 
-def build_callback_client(settings: Settings, resolver: Resolve | None = None) -> CallbackClient:
-    """A ``CallbackClient`` with the settings' policy; ``resolver`` replaces the system DNS."""
+def build_callback_client(
+    settings: Settings,
+    resolver: Resolve | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> CallbackClient:
+    """A ``CallbackClient`` with the settings' policy.
+
+    ``resolver`` replaces the system DNS; ``ssl_context`` replaces the default trust store
+    (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), e.g. for an internal CA.
+    """
     policy = CallbackPolicy.from_settings(settings, resolver)
-    ssl_context = httpx.create_ssl_context()
+    tls = ssl_context or httpx.create_ssl_context()
 
     def session() -> aiohttp.ClientSession:
         # Built lazily, inside the running event loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(
-            resolver=_PolicyResolver(policy), use_dns_cache=False, ssl=ssl_context, limit=100
+            resolver=_PolicyResolver(policy), use_dns_cache=False, ssl=tls, limit=100
         )
         return aiohttp.ClientSession(
             connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()

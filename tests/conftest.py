@@ -74,6 +74,7 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 # the other blocks, so that parallel edits of this file never touch the same lines.
 
 import asyncio  # noqa: E402
+import ssl  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Sequence  # noqa: E402
 
@@ -147,8 +148,8 @@ class Receiver:
             await asyncio.sleep(reply.delay_s)
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on a free port of 127.0.0.1, over TLS when given a server ``ssl_context``."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # Cancelled handlers and a short shutdown keep delayed replies from stalling teardown.
@@ -156,10 +157,10 @@ class Receiver:
             app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/hook"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}/hook"
 
     async def stop(self) -> None:
         """Stop listening and close open connections."""
@@ -168,13 +169,13 @@ class Receiver:
 
 
 @pytest.fixture
-async def make_receiver() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
-    """Factory: ``await make_receiver()`` starts another receiver; all stop afterwards."""
+async def make_receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    """Factory: ``await make_receiver(ssl_context=None)`` starts a receiver; all stop afterwards."""
     started: list[Receiver] = []
 
-    async def make() -> Receiver:
+    async def make(ssl_context: ssl.SSLContext | None = None) -> Receiver:
         receiver = Receiver()
-        await receiver.start()
+        await receiver.start(ssl_context)
         started.append(receiver)
         return receiver
 
@@ -184,6 +185,6 @@ async def make_receiver() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
 
 
 @pytest.fixture
-async def receiver(make_receiver: Callable[[], Awaitable[Receiver]]) -> Receiver:
+async def receiver(make_receiver: Callable[..., Awaitable[Receiver]]) -> Receiver:
     """A callback receiver on loopback: ``.url``, ``.requests``, ``.script()``, ``.wait_for()``."""
     return await make_receiver()

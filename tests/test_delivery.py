@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -134,7 +137,7 @@ async def test_other_4xx_is_rejected(client: CallbackClient, receiver: Receiver)
 
 
 async def test_redirect_is_not_followed(
-    client: CallbackClient, make_receiver: Callable[[], Awaitable[Receiver]]
+    client: CallbackClient, make_receiver: Callable[..., Awaitable[Receiver]]
 ) -> None:
     first, target = await make_receiver(), await make_receiver()
     first.script([Reply(status=302, headers={"location": target.url})])
@@ -218,6 +221,93 @@ async def test_name_is_pinned_to_checked_address_and_kept_as_host(
         await named_client.close()
     assert attempt.outcome == "delivered"
     assert receiver.requests[0].headers["host"] == f"hooks.internal:{receiver.port}"
+
+
+class Certificate:
+    """A self-signed certificate for ``hooks.internal``, made by the openssl command."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cert, self.key = directory / "cert.pem", directory / "key.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=hooks.internal",
+                "-addext",
+                "subjectAltName=DNS:hooks.internal",
+                "-days",
+                "2",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """One certificate for the TLS tests of this module."""
+    return Certificate(tmp_path_factory.mktemp("tls"))
+
+
+async def _tls_delivery(
+    settings: Settings,
+    certificate: Certificate,
+    make_receiver: Callable[..., Awaitable[Receiver]],
+    name: str,
+) -> tuple[DeliveryAttempt, list[str]]:
+    server_names: list[str] = []
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(certificate.cert, certificate.key)
+
+    def record_sni(_sock: ssl.SSLObject, sni: str | None, _ctx: ssl.SSLContext) -> None:
+        server_names.append(sni or "")
+
+    server.sni_callback = record_sni
+    receiver = await make_receiver(ssl_context=server)
+    trust = ssl.create_default_context(cafile=str(certificate.cert))
+    allowed = msgspec.structs.replace(settings, callback_allowed_networks=LOOPBACK)
+    tls_client = build_callback_client(
+        allowed, resolver=FakeDNS({name: ["127.0.0.1"]}), ssl_context=trust
+    )
+    try:
+        attempt = await _deliver(tls_client, f"https://{name}:{receiver.port}/hook")
+    finally:
+        await tls_client.close()
+    return attempt, server_names
+
+
+async def test_tls_uses_the_name_for_sni_while_connecting_to_checked_address(
+    settings: Settings,
+    certificate: Certificate,
+    make_receiver: Callable[..., Awaitable[Receiver]],
+) -> None:
+    attempt, server_names = await _tls_delivery(
+        settings, certificate, make_receiver, "hooks.internal"
+    )
+    assert attempt.outcome == "delivered"
+    assert server_names == ["hooks.internal"]
+
+
+async def test_tls_certificate_is_verified_against_the_name(
+    settings: Settings,
+    certificate: Certificate,
+    make_receiver: Callable[..., Awaitable[Receiver]],
+) -> None:
+    attempt, _ = await _tls_delivery(settings, certificate, make_receiver, "other.internal")
+    assert (attempt.outcome, attempt.status_code) == ("retry", None)
+    assert attempt.error is not None
+    assert "certificate" in attempt.error.lower()
 
 
 async def test_allowed_host_reaches_loopback(settings: Settings, receiver: Receiver) -> None:
