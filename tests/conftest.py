@@ -1,8 +1,8 @@
 """Shared fixtures: a real Redis slice per test, settings bound to it, the simulator, receivers.
 
-Redis: tests use ``OCR_RELAY_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/9``) and a unique key
-prefix per test; teardown deletes every key of that prefix (arq's job keys carry it too), so a shared
-Redis is never assumed empty and is left as it was found.
+Redis: tests use ``OCR_RELAY_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/9``) and a unique
+key prefix per test; teardown deletes every key of that prefix (arq's job keys carry it too), so a
+shared Redis is never assumed empty and is left as it was found.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ import asyncio  # noqa: E402
 import ssl  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
 
 import msgspec  # noqa: E402
 from aiohttp import web  # noqa: E402
@@ -188,3 +189,93 @@ async def make_receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
 async def receiver(make_receiver: Callable[..., Awaitable[Receiver]]) -> Receiver:
     """A callback receiver on loopback: ``.url``, ``.requests``, ``.script()``, ``.wait_for()``."""
     return await make_receiver()
+
+
+# --- service fixtures ---
+# The service's own parts bound to this test's Redis slice: store, API client, in-process worker.
+
+from service.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def store(redis: Redis, key_prefix: str) -> Store:
+    """The watch store on this test's key prefix."""
+    return Store(redis, Keys(key_prefix))
+
+import hashlib  # noqa: E402
+
+from litestar.testing import AsyncTestClient  # noqa: E402
+
+from service.api.app import create_app  # noqa: E402
+from service.settings import ApiClient  # noqa: E402
+
+API_KEYS = {"alpha": "ocr_alpha-test-key", "beta": "ocr_beta-test-key"}
+
+
+def auth(client: str = "alpha") -> dict[str, str]:
+    """The Authorization header of one of the test clients."""
+    return {"Authorization": f"Bearer {API_KEYS[client]}"}
+
+
+@pytest.fixture
+def service_settings(settings: Settings) -> Settings:
+    """Settings of a full service: two API clients, loopback callbacks allowed, fast schedules."""
+    return msgspec.structs.replace(
+        settings,
+        api_keys=tuple(
+            ApiClient(name=name, key_sha256=hashlib.sha256(key.encode()).digest())
+            for name, key in API_KEYS.items()
+        ),
+        callback_allowed_networks=("127.0.0.0/8", "::1/128"),
+        poll_schedule_s=(0.2, 0.3, 0.5),
+        delivery_schedule_s=(0.0, 0.1, 0.1, 0.1, 0.1),
+        delivery_timeout_s=2.0,
+    )
+
+
+@pytest.fixture
+async def api(service_settings: Settings, redis: Redis) -> AsyncIterator[AsyncTestClient[Any]]:
+    """An HTTP client of the API app (lifespan run), bound to this test's Redis slice."""
+    async with AsyncTestClient(app=create_app(service_settings)) as client:
+        yield client
+
+
+# --- simulator fixtures ---
+# One Monite simulator per test session (uvicorn on a free loopback port, in a background thread);
+# each test gets it reset. Point the service at it with
+# ``Settings(monite_base_url=simulator.base_url, monite_client_id=simulator.client_id,
+# monite_client_secret=simulator.client_secret)``. Tasks finish at once unless a test asks for a
+# duration, and OCR never fails unless asked (``outcome="error"``, ``chaos(error_ids=[...])``).
+
+import httpx  # noqa: E402
+
+from service.simulator import (  # noqa: E402
+    BackgroundSimulator,
+    Knobs,
+    SimulatorConfig,
+    SimulatorControl,
+)
+
+SIMULATOR_TEST_CONFIG = SimulatorConfig(
+    seed=7, knobs=Knobs(task_duration_s=(0.0, 0.0), ocr_error_rate=0.0)
+)
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[BackgroundSimulator]:
+    """The session's simulator server; tests use the ``simulator`` fixture instead."""
+    server = BackgroundSimulator(SIMULATOR_TEST_CONFIG)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def simulator(simulator_server: BackgroundSimulator) -> AsyncIterator[SimulatorControl]:
+    """The simulator, reset: ``.base_url`` (…/v1), ``.root_url``, ``.client_id``/``.client_secret``,
+    ``await .create_task(...)``, ``.complete(id)``, ``.counters()``, ``.chaos(**knobs)``,
+    ``.configure(**knobs)``, ``.token()``, ``.headers(token, entity_id)``, ``.reset()``."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        control = SimulatorControl(simulator_server.root_url, simulator_server.config, http)
+        await control.reset()
+        yield control

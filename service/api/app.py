@@ -12,6 +12,7 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.stores.redis import RedisStore
+from redis.asyncio import Redis
 
 from service import logs
 from service.api.deps import Services
@@ -43,6 +44,7 @@ def _client_identifier(request: Request[Any, Any, Any]) -> str:
 def create_app(settings: Settings) -> Litestar:
     """The API application for ``settings``; Redis and HTTP clients open in its lifespan."""
     keys = Keys(settings.key_prefix)
+    rate_limit_redis = Redis.from_url(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -64,7 +66,8 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await http.aclose()
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
+            await rate_limit_redis.aclose()
 
     rate_limit = RateLimitConfig(
         rate_limit=("minute", settings.api_rate_limit_per_minute),
@@ -87,9 +90,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[rate_limit.middleware],
         stores={
-            "api_rate_limit": RedisStore.with_client(
-                url=settings.redis_url, namespace=keys.api_rate().rstrip(":")
-            )
+            "api_rate_limit": RedisStore(rate_limit_redis, namespace=keys.api_rate().rstrip(":"))
         },
         request_max_body_size=settings.max_upload_bytes + 64 * 1024,
         openapi_config=OpenAPIConfig(

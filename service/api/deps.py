@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException
 
 from service.auth import authenticate
@@ -54,3 +55,11 @@ def provide_client(request: Request[Any, Any, Any], state: State) -> str:
             detail="unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
     return client
+
+
+ServicesDep = NamedDependency[Services]
+ClientDep = NamedDependency[str]
+DEPENDENCIES: dict[str, Provide] = {
+    "services": Provide(provide_services, sync_to_thread=False),
+    "client": Provide(provide_client, sync_to_thread=False),
+}

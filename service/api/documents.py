@@ -13,10 +13,9 @@ from typing import Any, Final
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import UploadFile
-from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
-from service.api.deps import Services, provide_client, provide_services
+from service.api.deps import DEPENDENCIES, ClientDep, ServicesDep
 from service.api.errors import InvalidField
 from service.api.schemas import MAX_DEADLINE_S, DocumentType, DocumentUrlIn, WatchOut
 from service.api.watches import IdempotencyKey, checked_callback, encode_metadata, register
@@ -54,10 +53,7 @@ class DocumentController(Controller):
 
     path = "/v1/documents"
     tags = ["documents"]
-    dependencies = {
-        "services": Provide(provide_services, sync_to_thread=False),
-        "client": Provide(provide_client, sync_to_thread=False),
-    }
+    dependencies = DEPENDENCIES
 
     @post(
         "/",
@@ -67,8 +63,8 @@ class DocumentController(Controller):
     async def submit(
         self,
         request: Request[Any, Any, Any],
-        services: Services,
-        client: str,
+        services: ServicesDep,
+        client: ClientDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[WatchOut]:
         """202 with the watch of the new OCR task."""

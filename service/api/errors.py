@@ -19,6 +19,9 @@ log = logging.getLogger("ocr_relay.api")
 
 PROBLEM_JSON: Final = "application/problem+json"
 _AT_PATH = re.compile(r"at `\$(?:\.)?([^`]*)`")
+_NAMED_FIELD = re.compile(r"field `([^`]*)`")
+# Handler arguments renamed because Litestar reserves their wire names.
+_WIRE_NAMES: Final = {"state_filter": "state"}
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -72,10 +75,11 @@ def _field_errors(extra: Any) -> list[FieldError]:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", "invalid value"))
-        match = _AT_PATH.search(message)
+        match = _AT_PATH.search(message) or _NAMED_FIELD.search(message)
         field = match.group(1) if match else str(item.get("key") or "body")
         if field in ("data", ""):
             field = "body"
+        field = _WIRE_NAMES.get(field, field)
         message = _AT_PATH.sub("", message).rstrip(" -")
         errors.append(FieldError(field=field or "body", message=message))
     return errors

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, delete, get, post
-from litestar.di import Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from service.api.deps import Services, provide_client, provide_services
+from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
 from service.api.errors import InvalidField
 from service.api.schemas import (
     MAX_METADATA_BYTES,
@@ -80,7 +79,7 @@ async def register(
 
 
 IdempotencyKey = Annotated[
-    str | None, Parameter(header="Idempotency-Key", max_length=255, required=False)
+    str | None, HeaderParameter(name="Idempotency-Key", max_length=255, required=False)
 ]
 
 
@@ -89,14 +88,15 @@ class WatchController(Controller):
 
     path = "/v1/watches"
     tags = ["watches"]
-    dependencies = {
-        "services": Provide(provide_services, sync_to_thread=False),
-        "client": Provide(provide_client, sync_to_thread=False),
-    }
+    dependencies = DEPENDENCIES
 
     @post("/", status_code=201, summary="Register a watch on a Monite OCR task")
     async def create(
-        self, data: WatchIn, services: Services, client: str, idempotency_key: IdempotencyKey = None
+        self,
+        data: JSONBody[WatchIn],
+        services: ServicesDep,
+        client: ClientDep,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[WatchOut]:
         """201 with the new watch (and its generated secret, once); 200 for a repeat."""
         out, created = await register(
@@ -116,30 +116,35 @@ class WatchController(Controller):
     @get("/", summary="List the caller's watches, newest first")
     async def list_watches(
         self,
-        services: Services,
-        client: str,
-        state: WatchState | None = None,
-        task_id: Annotated[str | None, Parameter(max_length=64)] = None,
-        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        services: ServicesDep,
+        client: ClientDep,
+        # `state` is a reserved name in Litestar handlers; the query parameter keeps its name.
+        state_filter: Annotated[WatchState | None, QueryParameter(name="state")] = None,
+        task_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> WatchList:
         """A page of watches; ``next_cursor`` is null on the last page."""
         try:
             page = await services.store.list_watches(
-                client, state=state, task_id=task_id, cursor=cursor, limit=limit
+                client, state=state_filter, task_id=task_id, cursor=cursor, limit=limit
             )
         except InvalidCursor:
             raise InvalidField("cursor", "is not a cursor this service handed out") from None
         return WatchList(items=[watch_out(w) for w in page.items], next_cursor=page.next_cursor)
 
     @get("/{watch_id:str}", summary="A watch with its state history")
-    async def read(self, watch_id: str, services: Services, client: str) -> WatchOut:
+    async def read(
+        self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
+    ) -> WatchOut:
         """State, timestamps, polls, last Monite status, event and failure of one watch."""
         watch = await _owned(services, client, watch_id)
         return watch_out(watch, transitions=await services.store.transitions(watch_id))
 
     @delete("/{watch_id:str}", status_code=200, summary="Cancel a watch")
-    async def cancel(self, watch_id: str, services: Services, client: str) -> WatchOut:
+    async def cancel(
+        self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
+    ) -> WatchOut:
         """Stops polling or delivery; a finished watch is returned unchanged (idempotent)."""
         watch = await services.watches.cancel(client, watch_id)
         if watch is None:
@@ -147,14 +152,18 @@ class WatchController(Controller):
         return watch_out(watch)
 
     @get("/{watch_id:str}/deliveries", summary="Delivery attempts of a watch")
-    async def deliveries(self, watch_id: str, services: Services, client: str) -> DeliveryList:
+    async def deliveries(
+        self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
+    ) -> DeliveryList:
         """Every attempt, oldest first: time, status, latency, error, response excerpt."""
         await _owned(services, client, watch_id)
         attempts = await services.store.attempts(watch_id)
         return DeliveryList(items=[delivery_out(a) for a in attempts])
 
     @post("/{watch_id:str}/redeliver", status_code=202, summary="Deliver the final event again")
-    async def redeliver(self, watch_id: str, services: Services, client: str) -> WatchOut:
+    async def redeliver(
+        self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
+    ) -> WatchOut:
         """A new attempt series of the same event (same ``webhook-id``)."""
         try:
             watch = await services.watches.redeliver(client, watch_id)
@@ -165,7 +174,9 @@ class WatchController(Controller):
         return watch_out(watch)
 
     @post("/{watch_id:str}/rotate-secret", status_code=200, summary="Rotate the signing secret")
-    async def rotate_secret(self, watch_id: str, services: Services, client: str) -> SecretOut:
+    async def rotate_secret(
+        self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
+    ) -> SecretOut:
         """A new secret; the previous one keeps signing (a second signature) for a grace period."""
         rotated = await services.watches.rotate_secret(client, watch_id)
         if rotated is None:
@@ -180,13 +191,12 @@ class EventController(Controller):
 
     path = "/v1/events"
     tags = ["events"]
-    dependencies = {
-        "services": Provide(provide_services, sync_to_thread=False),
-        "client": Provide(provide_client, sync_to_thread=False),
-    }
+    dependencies = DEPENDENCIES
 
     @get("/{event_id:str}", summary="The exact body of an event", media_type="application/json")
-    async def read(self, event_id: str, services: Services, client: str) -> Response[bytes]:
+    async def read(
+        self, event_id: FromPath[str], services: ServicesDep, client: ClientDep
+    ) -> Response[bytes]:
         """The bytes that were (or will be) signed and delivered."""
         event = await services.store.get_event(event_id)
         if event is None or await services.watches.get(client, event.watch_id) is None:
@@ -194,7 +204,7 @@ class EventController(Controller):
         return Response(event.body, media_type="application/json")
 
 
-async def _owned(services: Services, client: str, watch_id: str) -> Watch:
+async def _owned(services: ServicesDep, client: ClientDep, watch_id: str) -> Watch:
     watch = await services.watches.get(client, watch_id)
     if watch is None:
         raise NotFoundException(detail=_NOT_FOUND)
