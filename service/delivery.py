@@ -94,7 +94,11 @@ async def attempt_delivery(
     secrets: Sequence[str],
     timeout_s: float,
 ) -> DeliveryAttempt:
-    """POST ``body`` exactly, signed with every secret in ``secrets``, once; report the outcome."""
+    """POST ``body`` exactly, signed with every secret in ``secrets``, once; report the outcome.
+
+    Network trouble, timeouts and policy refusals become outcomes; only a missing or malformed
+    secret raises (``ValueError``), since that is a bug rather than a property of the callback.
+    """
     at = datetime.now(UTC)
     started = time.perf_counter()
 

@@ -20,9 +20,10 @@ The check runs twice:
 
 The resolver is injectable (``Resolve``) so that tests can play DNS.
 
-Transport: httpx stays the API; underneath runs aiohttp (``httpx-aiohttp``), measured here at about
-five times the requests per second of httpx's own transport, and its connector takes a resolver,
-which is exactly the hook needed to pin checked addresses.
+Transport: httpx stays the API; underneath runs aiohttp (``httpx-aiohttp``). Measured on this
+machine against a loopback receiver with 50 concurrent POSTs: about 500 requests/s with httpx's own
+transport, 3,400 with aiohttp's (2,000 full signed attempts). aiohttp's connector also takes a
+resolver, which is exactly the hook needed to pin checked addresses.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
     Browsers and C resolvers read these as addresses, so they must be checked as addresses.
     Raises ``CallbackRefused`` for a host that looks numeric but is not a valid address.
     """
-    parts = host.split(".")
-    if not parts[-1] or _parse_ipv4_part(parts[-1]) is None:
+    parts = host.removesuffix(".").split(".")
+    if _parse_ipv4_part(parts[-1]) is None:
         return None
     values = [_parse_ipv4_part(p) for p in parts]
     if len(parts) > 4 or any(v is None for v in values):
