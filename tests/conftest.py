@@ -74,6 +74,7 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 # the other blocks, so that parallel edits of this file never touch the same lines.
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import ssl  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Sequence  # noqa: E402
@@ -94,12 +95,16 @@ class ReceivedRequest(msgspec.Struct, frozen=True):
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):
-    """How the receiver answers one request: after ``delay_s``, with status, headers and body."""
+    """How the receiver answers one request: after ``delay_s``, with status, headers and body.
+
+    ``stall_s`` > 0 sends the status, headers and body, then holds the response open that long.
+    """
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     delay_s: float = 0.0
+    stall_s: float = 0.0
 
 
 class Receiver:
@@ -147,7 +152,13 @@ class Receiver:
             self._arrived.notify_all()
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
-        return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        if not reply.stall_s:
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        response = web.StreamResponse(status=reply.status, headers=reply.headers)
+        await response.prepare(request)
+        await response.write(reply.body)
+        await asyncio.sleep(reply.stall_s)
+        return response
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
         """Listen on a free port of 127.0.0.1, over TLS when given a server ``ssl_context``."""
@@ -279,3 +290,58 @@ async def simulator(simulator_server: BackgroundSimulator) -> AsyncIterator[Simu
         control = SimulatorControl(simulator_server.root_url, simulator_server.config, http)
         await control.reset()
         yield control
+
+
+# --- end-to-end fixtures ---
+# The whole service against the simulator: API client + in-process arq workers on one Redis slice.
+
+from arq.worker import Worker  # noqa: E402
+
+from workers.settings import build_worker, shutdown  # noqa: E402
+
+
+@pytest.fixture
+def e2e_settings(service_settings: Settings, simulator: SimulatorControl) -> Settings:
+    """``service_settings`` pointed at the simulator with its credentials."""
+    return msgspec.structs.replace(
+        service_settings,
+        monite_base_url=simulator.base_url,
+        monite_client_id=simulator.client_id,
+        monite_client_secret=simulator.client_secret,
+    )
+
+
+@pytest.fixture
+async def e2e_api(e2e_settings: Settings, redis: Redis) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The API app bound to the simulator and this test's Redis slice."""
+    async with AsyncTestClient(app=create_app(e2e_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+async def start_worker(
+    e2e_settings: Settings, redis: Redis
+) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """Factory: ``await start_worker()`` runs another in-process arq worker until the test ends."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings | None = None) -> Worker:
+        worker = build_worker(settings or e2e_settings, handle_signals=False)
+        running.append((worker, asyncio.create_task(worker.async_run())))
+        return worker
+
+    yield start
+    for worker, task in running:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Worker.close() would call redis-py's deprecated close(); shut down the same way by hand.
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await shutdown(worker.ctx)
+        await worker.pool.aclose(close_connection_pool=True)
+
+
+@pytest.fixture
+async def worker(start_worker: Callable[..., Awaitable[Worker]]) -> Worker:
+    """One running in-process worker."""
+    return await start_worker()
