@@ -130,6 +130,8 @@ async def attempt_delivery(
         # The excerpt is read raw: a compressed answer would be unreadable (or a zip bomb).
         "accept-encoding": "identity",
     }
+    response: httpx.Response | None = None
+    excerpt = bytearray()
     try:
         target = client.policy.check_target(url)
         # The per-phase timeouts do not bound a receiver that trickles its answer; this does.
@@ -139,7 +141,6 @@ async def attempt_delivery(
                 "POST", target.url, content=body, headers=headers, timeout=timeout_s
             ) as response,
         ):
-            excerpt = bytearray()
             async for chunk in response.aiter_raw():
                 excerpt += chunk
                 if len(excerpt) >= EXCERPT_BYTES:
@@ -147,7 +148,10 @@ async def attempt_delivery(
     except CallbackRefused as exc:
         return finish("refused", error=f"callback refused: {exc.reason}")
     except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
-        return finish("retry", error=_failure_reason(exc, timeout_s))
+        # Once the status line has arrived the receiver has answered; a body that stalls or
+        # breaks afterwards only shortens the excerpt.
+        if response is None:
+            return finish("retry", error=_failure_reason(exc, timeout_s))
     status = response.status_code
     outcome = classify_status(status)
     retry_after = (

@@ -97,7 +97,7 @@ def _parse_ipv4_part(part: str) -> int | None:
     if part.startswith("0x"):
         return int(part[2:] or "0", 16)
     if len(part) > 1 and part.startswith("0"):
-        return int(part, 8) if part.isdigit() and set(part) <= set("01234567") else None
+        return int(part, 8) if set(part) <= set("01234567") else None
     return int(part)
 
 

@@ -157,6 +157,18 @@ async def test_slow_receiver_times_out_and_is_retried(
     assert attempt.error == "timeout after 0.3 s"
 
 
+async def test_answer_whose_body_stalls_keeps_its_status(
+    client: CallbackClient, receiver: Receiver
+) -> None:
+    receiver.script([Reply(status=200, body=b"ok", stall_s=3.0)])
+    attempt = await _deliver(client, receiver.url, timeout_s=0.3)
+    assert (attempt.outcome, attempt.status_code, attempt.response_excerpt) == (
+        "delivered",
+        200,
+        "ok",
+    )
+
+
 async def test_connection_refused_is_retried(client: CallbackClient) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
