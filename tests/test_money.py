@@ -18,9 +18,9 @@ from service.domain.schema import Money
 
 def _money(value: str, currency: str | None) -> Money:
     unit = denomination(currency)
-    number = read_number(Decimal(value))
-    assert number is not None
-    return unit.money(unit.round(number))
+    amount = unit.amount(Decimal(value))
+    assert amount is not None
+    return unit.money(amount)
 
 
 @pytest.mark.parametrize(("code", "exponent"), [("JPY", 0), ("EUR", 2), ("KWD", 3), ("XYZ", None)])

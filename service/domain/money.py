@@ -65,29 +65,44 @@ def is_iso_currency(code: str) -> bool:
 
 
 class Denomination:
-    """Turns read numbers into ``Money`` of one currency (or of none, when unknown or missing)."""
+    """Turns recognized numbers into ``Money`` of one currency (or of none: unknown or missing)."""
 
-    __slots__ = ("_quantum", "_scale", "code", "exponent", "minor_unit")
+    __slots__ = ("_quantum", "_rounding", "code", "exponent", "minor_unit")
 
     def __init__(self, code: str | None, exponent: int | None) -> None:
         self.code = code
         self.exponent = exponent
         self.minor_unit = Decimal(1).scaleb(-(_DEFAULT_EXPONENT if exponent is None else exponent))
-        self._quantum = Decimal(1).scaleb(-exponent) if exponent is not None else None
-        self._scale = Decimal(10) ** exponent if exponent is not None else None
+        self._quantum = None if exponent is None else Decimal(1).scaleb(-exponent)
+        # Just enough digits for |value| < 10**15 at this exponent: quantize traps anything larger.
+        self._rounding = Context(
+            prec=MAX_ADJUSTED_EXPONENT + 1 + (exponent or 0),
+            rounding=ROUND_HALF_UP,
+            traps=[InvalidOperation],
+        )
 
-    def round(self, value: Decimal) -> Decimal:
-        """A read number rounded to the currency's exponent (unchanged when it has none)."""
+    def amount(self, value: Decimal) -> Decimal | None:
+        """A recognized number rounded half-up to the exponent; ``None`` if unreadable.
+
+        Without an exponent the number is only read (``read_number``). With one, values too
+        small to matter round to zero instead of being refused.
+        """
         if self._quantum is None:
-            return value
-        rounded = _ROUND.quantize(value, self._quantum)
+            return read_number(value)
+        try:
+            rounded = self._rounding.quantize(_READ.plus(value), self._quantum)
+        except InvalidOperation:  # infinite, or 10**15 and beyond
+            return None
+        if rounded.is_nan():
+            return None
         return rounded if rounded else abs(rounded)  # no "-0.00" on the wire
 
-    def money(self, rounded: Decimal) -> Money:
-        """``Money`` of a value already passed through ``round``."""
-        if self._scale is None:
-            return Money(amount=decimal_text(rounded), minor=None, currency=self.code)
-        return Money(amount=str(rounded), minor=int(rounded * self._scale), currency=self.code)
+    def money(self, amount: Decimal) -> Money:
+        """``Money`` of a value returned by ``amount``."""
+        if self._quantum is None:
+            return Money(amount=decimal_text(amount), minor=None, currency=self.code)
+        text = str(amount)  # plain notation: the exponent is fixed and at most 0
+        return Money(amount=text, minor=int(text.replace(".", "")), currency=self.code)
 
 
 @functools.lru_cache(maxsize=512)

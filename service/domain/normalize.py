@@ -226,7 +226,7 @@ class _Reader:
     ) -> InvoiceDocument:
         subtotal, tax, total = self._totals(data.subtotal, data.tax_amount, data.total_amount)
         paid = self._value(data.amount_paid, "amount_paid")
-        due = None if total is None or paid is None else self.denomination.round(total - paid)
+        due = None if total is None or paid is None else self.denomination.amount(total - paid)
         if total is not None and paid is not None and paid - total > self.denomination.minor_unit:
             self._warn("paid_exceeds_total", "amount_paid", f"paid {paid} exceeds total {total}")
         issue_date = self._date(data.issue_date, "issue_date")
@@ -310,12 +310,12 @@ class _Reader:
     def _value(self, value: Decimal | None, field: str) -> Decimal | None:
         if value is None:
             return None
-        number = read_number(value)
-        if number is None:
+        amount = self.denomination.amount(value)
+        if amount is None:
             self._warn("number_out_of_range", field, f"{value} is not a readable amount")
             return None
         self.amounts_seen = True
-        return self.denomination.round(number)
+        return amount
 
     def _money(self, value: Decimal | None) -> Money | None:
         return None if value is None else self.denomination.money(value)
