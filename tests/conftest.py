@@ -75,6 +75,7 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
+import socket  # noqa: E402
 import ssl  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Sequence  # noqa: E402
@@ -178,6 +179,24 @@ class Receiver:
         """Stop listening and close open connections."""
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class FakeDNS:
+    """A resolver for ``build_callback_client(..., resolver=dns)`` answering from ``records``.
+
+    Tests change ``records`` to rebind a name; unknown names fail like NXDOMAIN; ``asked`` lists
+    every lookup.
+    """
+
+    def __init__(self, records: dict[str, list[str]] | None = None) -> None:
+        self.records = records or {}
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        if host not in self.records:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.records[host]
 
 
 @pytest.fixture

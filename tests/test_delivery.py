@@ -23,24 +23,12 @@ from service.delivery import (
 from service.domain.signing import generate_secret, verify_signature
 from service.egress import CallbackClient, build_callback_client
 from service.settings import Settings
-from tests.conftest import Receiver, Reply
+from tests.conftest import FakeDNS, Receiver, Reply
 
 BODY = b'{"type":"invoice.recognized","data":{"total":{"amount":"1487.50"}}}'
 EVENT_ID = "evt_01hx5d0c8w"
 SECRET = generate_secret()
 LOOPBACK = ("127.0.0.0/8",)
-
-
-class FakeDNS:
-    """Answers like a DNS server whose records the test changes (e.g. to rebind a name)."""
-
-    def __init__(self, records: dict[str, list[str]]) -> None:
-        self.records = records
-
-    async def __call__(self, host: str) -> list[str]:
-        if host not in self.records:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return self.records[host]
 
 
 @pytest.fixture

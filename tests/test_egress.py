@@ -5,29 +5,14 @@ Delivery-time enforcement (rebinding, redirects, pinned connections) is in ``tes
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from service.egress import CallbackPolicy, CallbackRefused, system_resolve
 from service.settings import Settings
+from tests.conftest import FakeDNS
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:4700::1111"
-
-
-class FakeDNS:
-    """Answers from a table; unknown names fail like NXDOMAIN."""
-
-    def __init__(self, records: dict[str, list[str]] | None = None) -> None:
-        self.records = records or {}
-        self.asked: list[str] = []
-
-    async def __call__(self, host: str) -> list[str]:
-        self.asked.append(host)
-        if host not in self.records:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return self.records[host]
 
 
 def _policy(
