@@ -307,12 +307,15 @@ class _Reader:
 
     # -- numbers -----------------------------------------------------------------------------
 
-    def _value(self, value: Decimal | None, field: str) -> Decimal | None:
+    def _value(self, value: Decimal | None, field: str, line: int | None = None) -> Decimal | None:
+        """An amount rounded to the currency; ``line`` locates a line item's field for warnings."""
         if value is None:
             return None
         amount = self.denomination.amount(value)
         if amount is None:
-            self._warn("number_out_of_range", field, f"{value} is not a readable amount")
+            self._warn(
+                "number_out_of_range", _path(field, line), f"{value} is not a readable amount"
+            )
             return None
         self.amounts_seen = True
         return amount
@@ -329,23 +332,25 @@ class _Reader:
             self._value(total, "total"),
         )
 
-    def _number(self, value: Decimal | None, field: str) -> Decimal | None:
+    def _quantity(self, value: Decimal | None, line: int) -> str | None:
         if value is None:
             return None
-        number = read_number(value)
-        if number is None:
-            self._warn("number_out_of_range", field, f"{value} is not a readable number")
-        return number
+        text, _ = _reading(value)
+        if text is None:
+            self._warn("number_out_of_range", _path("quantity", line), f"{value} is not a number")
+        return text
 
-    def _rate(self, value: Decimal | None, field: str) -> str | None:
-        rate = self._number(value, field)
-        if rate is None:
+    def _rate(self, value: Decimal | None, field: str, line: int | None = None) -> str | None:
+        if value is None:
             return None
-        if rate < 0 or 0 < rate < 1 or rate > _HUNDRED:
+        text, percentage = _reading(value)
+        if text is None:
+            self._warn("number_out_of_range", _path(field, line), f"{value} is not a number")
+        elif not percentage:
             self._warn(
-                "tax_rate_suspicious", field, f"tax rate {rate} is not a plausible percentage"
+                "tax_rate_suspicious", _path(field, line), f"{text} is not a plausible percentage"
             )
-        return decimal_text(rate)
+        return text
 
     def _line_items(
         self,
@@ -359,11 +364,13 @@ class _Reader:
         lines: list[LineItem] = []
         line_subtotals: Decimal | None = Decimal(0)
         line_totals: Decimal | None = Decimal(0)
+        # Bound once: this loop is the hot path of normalization (5 amounts per line).
+        read, money = self._value, self.denomination.money
         for index, item in enumerate(items):
-            path = f"line_items[{index}]"
-            quantity = self._number(item.quantity, f"{path}.quantity")
-            item_subtotal = self._value(item.subtotal, f"{path}.subtotal")
-            item_total = self._value(item.total_amount, f"{path}.total")
+            unit_price = read(item.unit_price, "unit_price", index)
+            item_subtotal = read(item.subtotal, "subtotal", index)
+            tax_amount = read(item.tax_amount, "tax_amount", index)
+            item_total = read(item.total_amount, "total", index)
             line_subtotals = _add(line_subtotals, item_subtotal)
             line_totals = _add(line_totals, item_total)
             lines.append(
@@ -371,13 +378,13 @@ class _Reader:
                     position=index + 1,
                     name=_text(item.name),
                     description=_text(item.description),
-                    quantity=None if quantity is None else decimal_text(quantity),
+                    quantity=self._quantity(item.quantity, index),
                     unit=_text(item.unit),
-                    unit_price=self._money(self._value(item.unit_price, f"{path}.unit_price")),
-                    subtotal=self._money(item_subtotal),
-                    tax_rate=self._rate(item.tax_rate, f"{path}.tax_rate"),
-                    tax_amount=self._money(self._value(item.tax_amount, f"{path}.tax_amount")),
-                    total=self._money(item_total),
+                    unit_price=None if unit_price is None else money(unit_price),
+                    subtotal=None if item_subtotal is None else money(item_subtotal),
+                    tax_rate=self._rate(item.tax_rate, "tax_rate", index),
+                    tax_amount=None if tax_amount is None else money(tax_amount),
+                    total=None if item_total is None else money(item_total),
                     reference=_text(item.line_reference),
                 )
             )
@@ -524,6 +531,22 @@ def _close(target: Decimal, tolerance: Decimal, value: Decimal, discount: Decima
     if abs(value - target) <= tolerance:
         return True
     return discount is not None and abs(value - discount - target) <= tolerance
+
+
+def _path(field: str, line: int | None) -> str:
+    return field if line is None else f"line_items[{line}].{field}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _reading(value: Decimal) -> tuple[str | None, bool]:
+    """A rate's or quantity's plain text (``None`` if unreadable), and whether it is a percentage.
+
+    Memoized: documents repeat the same few rates and quantities.
+    """
+    number = read_number(value)
+    if number is None:
+        return None, False
+    return decimal_text(number), number == 0 or 1 <= number <= _HUNDRED
 
 
 def _add(total: Decimal | None, value: Decimal | None) -> Decimal | None:
