@@ -31,13 +31,35 @@ SECRET = generate_secret()
 LOOPBACK = ("127.0.0.0/8",)
 
 
+MakeClient = Callable[..., CallbackClient]
+
+
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[CallbackClient]:
+async def make_client(settings: Settings) -> AsyncIterator[MakeClient]:
+    """Factory of callback clients (allowlists, resolver, trust store); all closed afterwards."""
+    made: list[CallbackClient] = []
+
+    def make(
+        networks: tuple[str, ...] = (),
+        hosts: tuple[str, ...] = (),
+        resolver: FakeDNS | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> CallbackClient:
+        configured = msgspec.structs.replace(
+            settings, callback_allowed_networks=networks, callback_allowed_hosts=hosts
+        )
+        made.append(build_callback_client(configured, resolver, ssl_context=ssl_context))
+        return made[-1]
+
+    yield make
+    for callback_client in made:
+        await callback_client.close()
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> CallbackClient:
     """A callback client allowed to reach loopback, as a test deployment configures it."""
-    allowed = msgspec.structs.replace(settings, callback_allowed_networks=LOOPBACK)
-    callback_client = build_callback_client(allowed)
-    yield callback_client
-    await callback_client.close()
+    return make_client(networks=LOOPBACK)
 
 
 async def _deliver(client: CallbackClient, url: str, timeout_s: float = 5.0) -> DeliveryAttempt:
@@ -177,13 +199,9 @@ async def test_excerpt_is_first_kib_decoded_leniently(
 
 
 async def test_loopback_is_refused_without_configuration(
-    settings: Settings, receiver: Receiver
+    make_client: MakeClient, receiver: Receiver
 ) -> None:
-    default_client = build_callback_client(settings)
-    try:
-        attempt = await _deliver(default_client, receiver.url)
-    finally:
-        await default_client.close()
+    attempt = await _deliver(make_client(), receiver.url)
     assert (attempt.outcome, attempt.status_code) == ("refused", None)
     assert attempt.error is not None
     assert "loopback" in attempt.error
@@ -191,17 +209,14 @@ async def test_loopback_is_refused_without_configuration(
 
 
 async def test_rebinding_to_loopback_is_refused_at_delivery(
-    settings: Settings, receiver: Receiver
+    make_client: MakeClient, receiver: Receiver
 ) -> None:
     dns = FakeDNS({"hooks.example.com": ["93.184.216.34"]})
-    rebinding_client = build_callback_client(settings, resolver=dns)
+    rebinding_client = make_client(resolver=dns)
     url = f"http://hooks.example.com:{receiver.port}/hook"
-    try:
-        assert await rebinding_client.policy.check_url(url) == url
-        dns.records["hooks.example.com"] = ["127.0.0.1"]
-        attempt = await _deliver(rebinding_client, url)
-    finally:
-        await rebinding_client.close()
+    assert await rebinding_client.policy.check_url(url) == url
+    dns.records["hooks.example.com"] = ["127.0.0.1"]
+    attempt = await _deliver(rebinding_client, url)
     assert attempt.outcome == "refused"
     assert attempt.error is not None
     assert "127.0.0.1 is loopback" in attempt.error
@@ -209,16 +224,11 @@ async def test_rebinding_to_loopback_is_refused_at_delivery(
 
 
 async def test_name_is_pinned_to_checked_address_and_kept_as_host(
-    settings: Settings, receiver: Receiver
+    make_client: MakeClient, receiver: Receiver
 ) -> None:
-    allowed = msgspec.structs.replace(settings, callback_allowed_networks=LOOPBACK)
-    named_client = build_callback_client(
-        allowed, resolver=FakeDNS({"hooks.internal": ["127.0.0.1"]})
-    )
-    try:
-        attempt = await _deliver(named_client, f"http://hooks.internal:{receiver.port}/hook")
-    finally:
-        await named_client.close()
+    dns = FakeDNS({"hooks.internal": ["127.0.0.1"]})
+    named_client = make_client(networks=LOOPBACK, resolver=dns)
+    attempt = await _deliver(named_client, f"http://hooks.internal:{receiver.port}/hook")
     assert attempt.outcome == "delivered"
     assert receiver.requests[0].headers["host"] == f"hooks.internal:{receiver.port}"
 
@@ -261,7 +271,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 
 
 async def _tls_delivery(
-    settings: Settings,
+    make_client: MakeClient,
     certificate: Certificate,
     make_receiver: Callable[..., Awaitable[Receiver]],
     name: str,
@@ -276,58 +286,45 @@ async def _tls_delivery(
     server.sni_callback = record_sni
     receiver = await make_receiver(ssl_context=server)
     trust = ssl.create_default_context(cafile=str(certificate.cert))
-    allowed = msgspec.structs.replace(settings, callback_allowed_networks=LOOPBACK)
-    tls_client = build_callback_client(
-        allowed, resolver=FakeDNS({name: ["127.0.0.1"]}), ssl_context=trust
+    tls_client = make_client(
+        networks=LOOPBACK, resolver=FakeDNS({name: ["127.0.0.1"]}), ssl_context=trust
     )
-    try:
-        attempt = await _deliver(tls_client, f"https://{name}:{receiver.port}/hook")
-    finally:
-        await tls_client.close()
+    attempt = await _deliver(tls_client, f"https://{name}:{receiver.port}/hook")
     return attempt, server_names
 
 
 async def test_tls_uses_the_name_for_sni_while_connecting_to_checked_address(
-    settings: Settings,
+    make_client: MakeClient,
     certificate: Certificate,
     make_receiver: Callable[..., Awaitable[Receiver]],
 ) -> None:
     attempt, server_names = await _tls_delivery(
-        settings, certificate, make_receiver, "hooks.internal"
+        make_client, certificate, make_receiver, "hooks.internal"
     )
     assert attempt.outcome == "delivered"
     assert server_names == ["hooks.internal"]
 
 
 async def test_tls_certificate_is_verified_against_the_name(
-    settings: Settings,
+    make_client: MakeClient,
     certificate: Certificate,
     make_receiver: Callable[..., Awaitable[Receiver]],
 ) -> None:
-    attempt, _ = await _tls_delivery(settings, certificate, make_receiver, "other.internal")
+    attempt, _ = await _tls_delivery(make_client, certificate, make_receiver, "other.internal")
     assert (attempt.outcome, attempt.status_code) == ("retry", None)
     assert attempt.error is not None
     assert "certificate" in attempt.error.lower()
 
 
-async def test_allowed_host_reaches_loopback(settings: Settings, receiver: Receiver) -> None:
-    allowed = msgspec.structs.replace(settings, callback_allowed_hosts=("hooks.internal",))
-    named_client = build_callback_client(
-        allowed, resolver=FakeDNS({"hooks.internal": ["127.0.0.1"]})
-    )
-    try:
-        attempt = await _deliver(named_client, f"http://hooks.internal:{receiver.port}/hook")
-    finally:
-        await named_client.close()
+async def test_allowed_host_reaches_loopback(make_client: MakeClient, receiver: Receiver) -> None:
+    dns = FakeDNS({"hooks.internal": ["127.0.0.1"]})
+    named_client = make_client(hosts=("hooks.internal",), resolver=dns)
+    attempt = await _deliver(named_client, f"http://hooks.internal:{receiver.port}/hook")
     assert attempt.outcome == "delivered"
 
 
-async def test_name_that_stops_resolving_is_retried(settings: Settings) -> None:
-    gone_client = build_callback_client(settings, resolver=FakeDNS({}))
-    try:
-        attempt = await _deliver(gone_client, "http://vanished.example.com/hook")
-    finally:
-        await gone_client.close()
+async def test_name_that_stops_resolving_is_retried(make_client: MakeClient) -> None:
+    attempt = await _deliver(make_client(resolver=FakeDNS()), "http://vanished.example.com/hook")
     assert (attempt.outcome, attempt.status_code) == ("retry", None)
     assert attempt.error is not None
     assert attempt.error.startswith("network error")
@@ -343,18 +340,14 @@ async def test_cookies_are_not_carried_between_deliveries(
 
 
 async def test_failure_reasons_never_contain_the_secret(
-    settings: Settings, client: CallbackClient, receiver: Receiver
+    make_client: MakeClient, client: CallbackClient, receiver: Receiver
 ) -> None:
-    refusing = build_callback_client(settings)
     receiver.script([Reply(delay_s=3.0)])
-    try:
-        attempts = [
-            await _deliver(refusing, receiver.url),
-            await _deliver(client, receiver.url, timeout_s=0.2),
-            await _deliver(client, "http://127.0.0.1:1/hook"),
-        ]
-    finally:
-        await refusing.close()
+    attempts = [
+        await _deliver(make_client(), receiver.url),
+        await _deliver(client, receiver.url, timeout_s=0.2),
+        await _deliver(client, "http://127.0.0.1:1/hook"),
+    ]
     assert [a.outcome for a in attempts] == ["refused", "retry", "retry"]
     secret_part = SECRET.removeprefix("whsec_")
     assert all(a.error and secret_part not in a.error for a in attempts)
