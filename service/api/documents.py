@@ -84,7 +84,7 @@ class DocumentController(Controller):
             try:
                 data = msgspec.json.decode(await request.body(), type=DocumentUrlIn)
             except msgspec.ValidationError as exc:
-                raise InvalidField(_path_of(str(exc)), str(exc).split(" - at ")[0]) from None
+                raise InvalidField.from_validation(str(exc)) from None
             except msgspec.DecodeError:
                 raise InvalidField("body", "is not valid JSON") from None
             fields = _Fields(
@@ -205,11 +205,6 @@ def _uuid(field: str, value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise InvalidField(field, "must be a UUID") from None
-
-
-def _path_of(message: str) -> str:
-    _, sep, path = message.partition("at `$.")
-    return path.rstrip("`").split("`")[0] if sep else "body"
 
 
 def _created_task_id(result: MoniteResult) -> str:

@@ -50,6 +50,12 @@ class InvalidField(HTTPException):
         super().__init__(detail=f"{field}: {message}")
         self.errors = [FieldError(field=field, message=message)]
 
+    @classmethod
+    def from_validation(cls, message: str) -> InvalidField:
+        """From a msgspec validation message (names the field it is about)."""
+        error = field_error(message)
+        return cls(error.field, error.message)
+
 
 def problem(
     status: int, title: str, detail: str | None = None, errors: list[FieldError] | None = None
@@ -69,19 +75,23 @@ def problem(
     )
 
 
+def field_error(message: str, fallback: str = "body") -> FieldError:
+    """A msgspec validation message as a field error: the field it names, and what is wrong."""
+    match = _AT_PATH.search(message) or _NAMED_FIELD.search(message)
+    field = match.group(1) if match else fallback
+    if field in ("data", ""):
+        field = "body"
+    field = _WIRE_NAMES.get(field, field)
+    return FieldError(field=field, message=_AT_PATH.sub("", message).rstrip(" -"))
+
+
 def _field_errors(extra: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     for item in extra if isinstance(extra, list) else []:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", "invalid value"))
-        match = _AT_PATH.search(message) or _NAMED_FIELD.search(message)
-        field = match.group(1) if match else str(item.get("key") or "body")
-        if field in ("data", ""):
-            field = "body"
-        field = _WIRE_NAMES.get(field, field)
-        message = _AT_PATH.sub("", message).rstrip(" -")
-        errors.append(FieldError(field=field or "body", message=message))
+        errors.append(field_error(message, str(item.get("key") or "body")))
     return errors
 
 

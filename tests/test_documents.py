@@ -1,0 +1,130 @@
+"""``POST /v1/documents``: OCR a document (upload or URL) and watch the task in one call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from arq.worker import Worker
+from litestar.testing import AsyncTestClient
+
+from service.simulator import SimulatorControl
+from tests.conftest import Receiver, auth
+from tests.test_end_to_end import ENTITY, settled
+
+Client = AsyncTestClient[Any]
+PDF = b"%PDF-1.7\n" + b"0" * 2048
+
+
+async def test_an_uploaded_pdf_becomes_a_monite_task_and_a_watch(
+    e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents",
+        files={"file": ("invoice.pdf", PDF, "application/pdf")},
+        data={
+            "callback_url": receiver.url,
+            "entity_id": ENTITY,
+            "document_type": "invoice",
+            "metadata": '{"source": "scanner-3"}',
+        },
+        headers=auth(),
+    )
+    assert answer.status_code == 202, answer.text
+    watch = answer.json()
+    assert watch["secret"].startswith("whsec_")
+    assert (await simulator.counters()).tasks == 1
+    done = await settled(e2e_api, watch["id"])
+    assert done["state"] == "delivered"
+    [request] = await receiver.wait_for(1)
+    event = msgspec.json.decode(request.body)
+    assert event["data"]["task_id"] == watch["task_id"]
+    assert event["data"]["metadata"] == {"source": "scanner-3"}
+
+
+async def test_a_file_url_becomes_a_monite_task_and_a_watch(
+    e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents",
+        json={
+            "file_url": "https://files.example.com/inv.pdf",
+            "callback_url": receiver.url,
+            "entity_id": ENTITY,
+            "document_type": "receipt",
+        },
+        headers=auth(),
+    )
+    assert answer.status_code == 202, answer.text
+    done = await settled(e2e_api, answer.json()["id"])
+    assert done["event_type"] == "receipt.recognized"
+
+
+async def test_a_file_that_is_not_pdf_png_or_jpeg_is_refused_before_monite(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents",
+        files={"file": ("notes.txt", b"hello", "text/plain")},
+        data={"callback_url": receiver.url},
+        headers=auth(),
+    )
+    assert answer.status_code == 415
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert (await simulator.counters()).tasks == 0
+
+
+async def test_a_refused_callback_creates_no_monite_task(
+    e2e_api: Client, simulator: SimulatorControl
+) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents",
+        files={"file": ("invoice.pdf", PDF, "application/pdf")},
+        data={"callback_url": "http://169.254.169.254/hook"},
+        headers=auth(),
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "callback_url"
+    assert (await simulator.counters()).tasks == 0
+
+
+async def test_an_unknown_form_field_is_named(e2e_api: Client, receiver: Receiver) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents",
+        files={"file": ("invoice.pdf", PDF, "application/pdf")},
+        data={"callback_url": receiver.url, "colour": "blue"},
+        headers=auth(),
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "colour"
+
+
+async def test_an_unknown_json_field_is_named(e2e_api: Client, receiver: Receiver) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents",
+        json={"file_url": "https://x.example/a.pdf", "callback_url": receiver.url, "pages": 3},
+        headers=auth(),
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "pages"
+
+
+async def test_monite_refusing_a_too_large_file_is_passed_on_as_413(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    await simulator.configure(max_upload_bytes=1024)
+    answer = await e2e_api.post(
+        "/v1/documents",
+        files={"file": ("invoice.pdf", PDF, "application/pdf")},
+        data={"callback_url": receiver.url},
+        headers=auth(),
+    )
+    assert answer.status_code == 413
+    assert "Monite" in answer.json()["detail"]
+
+
+async def test_another_content_type_is_a_415(e2e_api: Client) -> None:
+    answer = await e2e_api.post(
+        "/v1/documents", content=b"x", headers={**auth(), "content-type": "text/plain"}
+    )
+    assert answer.status_code == 415
