@@ -5,9 +5,14 @@ Delivery-time enforcement (rebinding, redirects, pinned connections) is in ``tes
 
 from __future__ import annotations
 
-import pytest
+import ipaddress
+import socket
 
-from service.egress import CallbackPolicy, CallbackRefused, system_resolve
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.egress import CallbackPolicy, CallbackRefused, parse_callback_url, system_resolve
 from service.settings import Settings
 from tests.conftest import FakeDNS
 
@@ -211,3 +216,29 @@ def test_check_address_refuses_metadata_service() -> None:
 
 async def test_system_resolver_reads_hosts_file() -> None:
     assert "127.0.0.1" in await system_resolve("localhost")
+
+
+def _spelled(value: int, style: str) -> str:
+    return {"dec": str(value), "oct": f"0{value:o}", "hex": f"0x{value:x}"}[style]
+
+
+numeric_hosts = st.lists(
+    st.tuples(st.integers(0, 255) | st.integers(0, 2**32), st.sampled_from(["dec", "oct", "hex"])),
+    min_size=1,
+    max_size=4,
+).map(lambda parts: ".".join(_spelled(v, style) for v, style in parts))
+
+
+@given(numeric_hosts)
+def test_numeric_host_means_what_inet_aton_means(host: str) -> None:
+    try:
+        meant = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        meant = None
+    try:
+        seen = parse_callback_url(f"http://{host}/").address
+    except CallbackRefused:
+        return
+    # Never a different address, and never a name when C would read an address.
+    assert seen == meant or meant is None
+    assert seen is not None
