@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from service.api.app import create_app
