@@ -1,4 +1,4 @@
-"""Monite's ``ocr_task.finished`` push makes the watch poll at once; forged or replayed pushes don't."""
+"""Monite's ``ocr_task.finished`` push makes a watch poll at once; forged or replayed ones don't."""
 
 from __future__ import annotations
 
