@@ -242,3 +242,16 @@ def test_numeric_host_means_what_inet_aton_means(host: str) -> None:
     # Never a different address, and never a name when C would read an address.
     assert seen == meant or meant is None
     assert seen is not None
+
+
+@given(st.sampled_from(["http://", "https://", "http://[", "http://a@", ""]), st.text(max_size=40))
+def test_any_text_is_a_target_or_a_clear_refusal(prefix: str, rest: str) -> None:
+    reason = ""
+    try:
+        target = parse_callback_url(prefix + rest)
+    except CallbackRefused as exc:
+        reason = exc.reason
+    else:
+        assert target.url.startswith(("http://", "https://"))
+        return
+    assert reason
