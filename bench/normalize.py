@@ -1,0 +1,522 @@
+"""Decode + normalize + encode of a 20-line invoice: msgspec (ours) against a pydantic v2 twin.
+
+Run: ``.venv/bin/python bench/normalize.py`` (pydantic is a bench-only dependency). Both pipelines
+read the same Monite task bytes and produce the same event JSON (checked before timing); they
+share the domain rules that do not depend on the model library (Decimal rounding, date parsing,
+IBAN/BIC checks), so the comparison measures the models: decoding, building, encoding. The
+IBAN/BIC checks are memoized in both, as in production where sellers recur.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import timeit
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.domain.events import encode_event, recognized_event
+from service.domain.money import Denomination, decimal_text, denomination, read_number
+from service.domain.monite_models import decode_task
+from service.domain.normalize import (
+    NormalizeContext,
+    bic_is_valid,
+    iban_is_valid,
+    normalize,
+    parse_date,
+)
+from service.domain.schema import SCHEMA_VERSION
+
+LINES = 20
+AT = datetime(2026, 11, 20, 10, 15, 12, tzinfo=UTC)
+
+
+def invoice_body(lines: int = LINES) -> bytes:
+    """A Monite invoice task with ``lines`` distinct line items that add up."""
+    items = []
+    for i in range(lines):
+        price = Decimal(1000 + 137 * i) / 100
+        quantity = 1 + i % 4
+        net = price * quantity
+        tax = (net * Decimal("0.19")).quantize(Decimal("0.01"))
+        items.append(
+            {
+                "name": f"Article {i + 1}",
+                "description": "Karton à 5 x 500 Blatt" if i % 3 == 0 else None,
+                "quantity": float(quantity),
+                "unit": "Stück",
+                "unit_price": float(price),
+                "subtotal": float(net),
+                "tax_rate": 19.0,
+                "tax_amount": float(tax),
+                "total_amount": float(net + tax),
+                "line_reference": f"ART-{1000 + i}",
+            }
+        )
+    subtotal = sum(Decimal(str(item["subtotal"])) for item in items)
+    tax = sum(Decimal(str(item["tax_amount"])) for item in items)
+    party = {
+        "address": {
+            "street_and_number": "Hauptstraße 12",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": "DE",
+        },
+        "bank_account": {"iban": "DE89 3704 0044 0532 0130 00", "swift_bic": "COBADEFFXXX"},
+        "name": "Müller Bürobedarf GmbH",
+        "email": "rechnung@mueller-buero.de",
+        "vat_number": "DE123456789",
+    }
+    task = {
+        "id": "2b9f1c3e-7a41-4d2a-9a51-0c7c1f5e8d10",
+        "created_at": "2026-11-20T10:15:00Z",
+        "updated_at": "2026-11-20T10:15:11.482913Z",
+        "status": "success",
+        "document_type": "invoice",
+        "recognized_data": {
+            "type": "invoice",
+            "sender": party,
+            "recipient": {**party, "bank_account": {}, "name": "Acme Logistics B.V."},
+            "document_number": "RE-2026-0815",
+            "issue_date": "2026-11-01",
+            "due_date": "2026-12-01",
+            "payment_terms": "30 Tage netto",
+            "currency": "EUR",
+            "subtotal": float(subtotal),
+            "tax_rate": 19.0,
+            "tax_amount": float(tax),
+            "total_amount": float(subtotal + tax),
+            "amount_paid": 0.0,
+            "line_items": items,
+        },
+    }
+    return json.dumps(task).encode()
+
+
+# -- ours -----------------------------------------------------------------------------------------
+
+
+def msgspec_pipeline(body: bytes) -> bytes:
+    """What the worker does with a finished task: decode, normalize, encode the event."""
+    task = decode_task(body)
+    document = normalize(task, NormalizeContext(task_id=task.id, entity_id=None))
+    event = recognized_event(
+        watch_id="w", task_id=task.id, entity_id=None, metadata={}, document=document, at=AT
+    )
+    return encode_event(event)
+
+
+# -- the pydantic v2 twin -------------------------------------------------------------------------
+
+_IN = ConfigDict(extra="ignore", frozen=True)
+_OUT = ConfigDict(frozen=True)
+
+
+class PAddressIn(BaseModel):
+    model_config = _IN
+    street_and_number: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    state: str | None = None
+    country: str | None = None
+
+
+class PBankIn(BaseModel):
+    model_config = _IN
+    iban: str | None = None
+    swift_bic: str | None = None
+    bank_account_number: str | None = None
+
+
+class PCounterpartIn(BaseModel):
+    model_config = _IN
+    name: str | None = None
+    email: str | None = None
+    tax_number: str | None = None
+    vat_number: str | None = None
+    address: PAddressIn | None = None
+    bank_account: PBankIn | None = None
+
+
+class PLineIn(BaseModel):
+    model_config = _IN
+    name: str | None = None
+    description: str | None = None
+    quantity: Decimal | None = None
+    unit: str | None = None
+    unit_price: Decimal | None = None
+    subtotal: Decimal | None = None
+    tax_rate: Decimal | None = None
+    tax_amount: Decimal | None = None
+    total_amount: Decimal | None = None
+    line_reference: str | None = None
+
+
+class PInvoiceIn(BaseModel):
+    model_config = _IN
+    type: Literal["invoice"]
+    document_number: str | None = None
+    issue_date: str | None = None
+    due_date: str | None = None
+    payment_terms: str | None = None
+    currency: str | None = None
+    subtotal: Decimal | None = None
+    tax_rate: Decimal | None = None
+    tax_amount: Decimal | None = None
+    total_amount: Decimal | None = None
+    amount_paid: Decimal | None = None
+    sender: PCounterpartIn | None = None
+    recipient: PCounterpartIn | None = None
+    line_items: list[PLineIn] | None = None
+
+
+class PTaskIn(BaseModel):
+    model_config = _IN
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    status: str
+    document_type: str | None = None
+    recognized_data: Annotated[PInvoiceIn, Field(discriminator="type")] | None = None
+
+
+class PMoney(BaseModel):
+    model_config = _OUT
+    amount: str
+    minor: int | None
+    currency: str | None
+
+
+class PAddress(BaseModel):
+    model_config = _OUT
+    street: str | None
+    city: str | None
+    postal_code: str | None
+    state: str | None
+    country: str | None
+
+
+class PBank(BaseModel):
+    model_config = _OUT
+    iban: str | None
+    iban_valid: bool | None
+    bic: str | None
+    account_number: str | None
+
+
+class PParty(BaseModel):
+    model_config = _OUT
+    name: str | None
+    email: str | None
+    tax_number: str | None
+    vat_number: str | None
+    address: PAddress | None
+    bank_account: PBank | None
+
+
+class PLine(BaseModel):
+    model_config = _OUT
+    position: int
+    name: str | None
+    description: str | None
+    quantity: str | None
+    unit: str | None
+    unit_price: PMoney | None
+    subtotal: PMoney | None
+    tax_rate: str | None
+    tax_amount: PMoney | None
+    total: PMoney | None
+    reference: str | None
+
+
+class PWarning(BaseModel):
+    model_config = _OUT
+    code: str
+    field: str | None
+    message: str
+
+
+class PSource(BaseModel):
+    model_config = _OUT
+    provider: Literal["monite"]
+    task_id: str
+    entity_id: str | None
+    recognized_at: datetime
+
+
+class PInvoice(BaseModel):
+    model_config = _OUT
+    kind: Literal["invoice"]
+    schema_version: str
+    document_number: str | None
+    issue_date: str | None
+    due_date: str | None
+    payment_terms: str | None
+    currency: str | None
+    subtotal: PMoney | None
+    tax: PMoney | None
+    total: PMoney | None
+    amount_paid: PMoney | None
+    amount_due: PMoney | None
+    tax_rate: str | None
+    seller: PParty | None
+    buyer: PParty | None
+    line_items: list[PLine]
+    warnings: list[PWarning]
+    source: PSource
+
+
+class PEventData(BaseModel):
+    model_config = _OUT
+    watch_id: str
+    task_id: str
+    entity_id: str | None
+    metadata: dict[str, Any]
+    document: PInvoice | None
+    error: None
+
+
+class PEvent(BaseModel):
+    model_config = _OUT
+    type: str
+    timestamp: datetime
+    data: PEventData
+
+
+def _text(value: str | None) -> str | None:
+    return (value.strip() or None) if value else None
+
+
+def _compact(value: str | None) -> str | None:
+    return "".join(value.split()).upper() or None if value else None
+
+
+class _PydanticReader:
+    """The rules of service.domain.normalize for invoices, building pydantic models."""
+
+    def __init__(self, currency: str | None) -> None:
+        self.currency = _compact(currency)
+        self.unit: Denomination = denomination(self.currency)
+        self.warnings: list[PWarning] = []
+
+    def warn(self, code: str, field: str) -> None:
+        self.warnings.append(PWarning(code=code, field=field, message=code))
+
+    def amount(self, value: Decimal | None, field: str) -> Decimal | None:
+        amount = None if value is None else self.unit.amount(value)
+        if value is not None and amount is None:
+            self.warn("number_out_of_range", field)
+        return amount
+
+    def money(self, value: Decimal | None) -> PMoney | None:
+        if value is None:
+            return None
+        text = str(value)
+        return PMoney(amount=text, minor=int(text.replace(".", "")), currency=self.currency)
+
+    def plain(self, value: Decimal | None, field: str, rate: bool = False) -> str | None:
+        number = None if value is None else read_number(value)
+        if number is None:
+            return None
+        if rate and not (number == 0 or 1 <= number <= 100):
+            self.warn("tax_rate_suspicious", field)
+        return decimal_text(number)
+
+    def day(self, text: str | None, field: str) -> date | None:
+        if not _text(text):
+            return None
+        day, problem = parse_date(text or "")
+        if problem:
+            self.warn(problem, field)
+        return day
+
+    def party(self, counterpart: PCounterpartIn | None, path: str) -> PParty | None:
+        if counterpart is None:
+            return None
+        party = PParty(
+            name=_text(counterpart.name),
+            email=_text(counterpart.email),
+            tax_number=_text(counterpart.tax_number),
+            vat_number=_text(counterpart.vat_number),
+            address=self.address(counterpart.address),
+            bank_account=self.bank(counterpart.bank_account, f"{path}.bank_account"),
+        )
+        return None if not any(party.model_dump().values()) else party
+
+    def address(self, address: PAddressIn | None) -> PAddress | None:
+        if address is None:
+            return None
+        result = PAddress(
+            street=_text(address.street_and_number),
+            city=_text(address.city),
+            postal_code=_text(address.postal_code),
+            state=_text(address.state),
+            country=_compact(address.country),
+        )
+        return None if not any(result.model_dump().values()) else result
+
+    def bank(self, bank: PBankIn | None, path: str) -> PBank | None:
+        if bank is None:
+            return None
+        iban, bic = _compact(bank.iban), _compact(bank.swift_bic)
+        valid = None if iban is None else iban_is_valid(iban)
+        if valid is False:
+            self.warn("iban_invalid", f"{path}.iban")
+        if bic is not None and not bic_is_valid(bic):
+            self.warn("bic_invalid", f"{path}.bic")
+        number = _text(bank.bank_account_number)
+        if iban is None and bic is None and number is None:
+            return None
+        return PBank(iban=iban, iban_valid=valid, bic=bic, account_number=number)
+
+    def invoice(self, data: PInvoiceIn, source: PSource) -> PInvoice:
+        subtotal = self.amount(data.subtotal, "subtotal")
+        tax = self.amount(data.tax_amount, "tax")
+        total = self.amount(data.total_amount, "total")
+        paid = self.amount(data.amount_paid, "amount_paid")
+        due = None if total is None or paid is None else self.unit.amount(total - paid)
+        issued, due_day = (
+            self.day(data.issue_date, "issue_date"),
+            self.day(data.due_date, "due_date"),
+        )
+        if issued and due_day and due_day < issued:
+            self.warn("due_before_issue", "due_date")
+        lines = []
+        line_sum: Decimal | None = Decimal(0)
+        for index, item in enumerate(data.line_items or ()):
+            path = f"line_items[{index}]"
+            item_subtotal = self.amount(item.subtotal, f"{path}.subtotal")
+            line_sum = (
+                None if line_sum is None or item_subtotal is None else line_sum + item_subtotal
+            )
+            lines.append(
+                PLine(
+                    position=index + 1,
+                    name=_text(item.name),
+                    description=_text(item.description),
+                    quantity=self.plain(item.quantity, f"{path}.quantity"),
+                    unit=_text(item.unit),
+                    unit_price=self.money(self.amount(item.unit_price, f"{path}.unit_price")),
+                    subtotal=self.money(item_subtotal),
+                    tax_rate=self.plain(item.tax_rate, f"{path}.tax_rate", rate=True),
+                    tax_amount=self.money(self.amount(item.tax_amount, f"{path}.tax_amount")),
+                    total=self.money(self.amount(item.total_amount, f"{path}.total")),
+                    reference=_text(item.line_reference),
+                )
+            )
+        unit = self.unit.minor_unit
+        if (
+            lines
+            and line_sum is not None
+            and subtotal is not None
+            and abs(line_sum - subtotal) > unit * len(lines)
+        ):
+            self.warn("line_items_mismatch", "subtotal")
+        if (
+            subtotal is not None
+            and tax is not None
+            and total is not None
+            and abs(subtotal + tax - total) > unit * 2
+        ):
+            self.warn("totals_mismatch", "total")
+        if total is not None and paid is not None and paid - total > unit:
+            self.warn("paid_exceeds_total", "amount_paid")
+        return PInvoice(
+            kind="invoice",
+            schema_version=SCHEMA_VERSION,
+            document_number=_text(data.document_number),
+            issue_date=None if issued is None else issued.isoformat(),
+            due_date=None if due_day is None else due_day.isoformat(),
+            payment_terms=_text(data.payment_terms),
+            currency=self.currency,
+            subtotal=self.money(subtotal),
+            tax=self.money(tax),
+            total=self.money(total),
+            amount_paid=self.money(paid),
+            amount_due=self.money(due),
+            tax_rate=self.plain(data.tax_rate, "tax_rate", rate=True),
+            seller=self.party(data.sender, "seller"),
+            buyer=self.party(data.recipient, "buyer"),
+            line_items=lines,
+            warnings=self.warnings,
+            source=source,
+        )
+
+
+def pydantic_pipeline(body: bytes) -> bytes:
+    """The same pipeline with pydantic v2 models."""
+    task = PTaskIn.model_validate_json(body)
+    assert task.recognized_data is not None
+    source = PSource(
+        provider="monite",
+        task_id=task.id,
+        entity_id=None,
+        recognized_at=task.updated_at.astimezone(UTC),
+    )
+    document = _PydanticReader(task.recognized_data.currency).invoice(task.recognized_data, source)
+    event = PEvent(
+        type="invoice.recognized",
+        timestamp=AT,
+        data=PEventData(
+            watch_id="w",
+            task_id=task.id,
+            entity_id=None,
+            metadata={},
+            document=document,
+            error=None,
+        ),
+    )
+    return event.model_dump_json().encode()
+
+
+# -- measurement ----------------------------------------------------------------------------------
+
+
+def per_call_us(function: Callable[[], object], repeat: int = 7) -> float:
+    """Median over ``repeat`` runs of the mean time of one call, in microseconds."""
+    number = 2000
+    runs = timeit.repeat(function, number=number, repeat=repeat)
+    return statistics.median(runs) / number * 1e6
+
+
+def main() -> None:
+    """Check both pipelines agree, then print a markdown table of the timings."""
+    body = invoice_body()
+    ours, theirs = json.loads(msgspec_pipeline(body)), json.loads(pydantic_pipeline(body))
+    assert ours == theirs, "the two pipelines disagree"
+    assert ours["data"]["document"]["warnings"] == []
+
+    task = decode_task(body)
+    context = NormalizeContext(task_id=task.id)
+    document = normalize(task, context)
+    rows = [
+        ("msgspec: decode", per_call_us(lambda: decode_task(body))),
+        ("msgspec: normalize", per_call_us(lambda: normalize(task, context))),
+        ("msgspec: encode", per_call_us(lambda: msgspec.json.encode(document))),
+        ("msgspec: decode + normalize + encode", per_call_us(lambda: msgspec_pipeline(body))),
+        ("pydantic: decode + normalize + encode", per_call_us(lambda: pydantic_pipeline(body))),
+    ]
+    total_ours, total_theirs = rows[3][1], rows[4][1]
+    print(
+        f"{LINES}-line invoice, {len(body)} bytes in; Python {platform.python_version()}, "
+        f"msgspec {msgspec.__version__}, pydantic {pydantic.VERSION}, {platform.machine()}"
+    )
+    print()
+    print("| step | µs per document |")
+    print("|---|---:|")
+    for name, micros in rows:
+        print(f"| {name} | {micros:.1f} |")
+    print()
+    print(f"pydantic / msgspec: {total_theirs / total_ours:.1f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
