@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import sys
 import timeit
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -61,8 +60,8 @@ def invoice_body(lines: int = LINES) -> bytes:
                 "line_reference": f"ART-{1000 + i}",
             }
         )
-    subtotal = sum(Decimal(str(item["subtotal"])) for item in items)
-    tax = sum(Decimal(str(item["tax_amount"])) for item in items)
+    subtotal = sum((Decimal(str(item["subtotal"])) for item in items), Decimal(0))
+    tax = sum((Decimal(str(item["tax_amount"])) for item in items), Decimal(0))
     party = {
         "address": {
             "street_and_number": "Hauptstraße 12",
@@ -519,4 +518,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
