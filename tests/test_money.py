@@ -10,7 +10,6 @@ from service.domain.money import (
     currency_exponent,
     decimal_text,
     denomination,
-    is_iso_currency,
     read_number,
 )
 from service.domain.schema import Money
@@ -26,10 +25,6 @@ def _money(value: str, currency: str | None) -> Money:
 @pytest.mark.parametrize(("code", "exponent"), [("JPY", 0), ("EUR", 2), ("KWD", 3), ("XYZ", None)])
 def test_exponent_comes_from_iso_4217(code: str, exponent: int | None) -> None:
     assert currency_exponent(code) == exponent
-
-
-def test_iso_currency_membership() -> None:
-    assert (is_iso_currency("CHF"), is_iso_currency("XYZ")) == (True, False)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +62,15 @@ def test_missing_currency_keeps_recognized_digits() -> None:
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e15", "1e-16", "1e999999999"])
 def test_unreadable_numbers_are_refused(value: str) -> None:
     assert read_number(Decimal(value)) is None
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e15", "-999999999999999.995"])
+def test_unreadable_amounts_are_refused_in_a_known_currency(value: str) -> None:
+    assert denomination("EUR").amount(Decimal(value)) is None
+
+
+def test_negligible_amount_rounds_to_zero_in_a_known_currency() -> None:
+    assert _money("1e-20", "EUR") == Money(amount="0.00", minor=0, currency="EUR")
 
 
 def test_zero_with_any_exponent_reads_as_zero() -> None:

@@ -59,11 +59,6 @@ def currency_exponent(code: str) -> int | None:
     return exponent
 
 
-def is_iso_currency(code: str) -> bool:
-    """Whether a code is in the current ISO 4217 table."""
-    return code in iso4217.Currency.__members__
-
-
 class Denomination:
     """Turns recognized numbers into ``Money`` of one currency (or of none: unknown or missing)."""
 
