@@ -82,11 +82,13 @@ class BackgroundSimulator:
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
+        # The app is built first, so a failure there leaves no socket open.
+        uvicorn_config = _uvicorn_config(self.config, "127.0.0.1", 0)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.root_url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(_uvicorn_config(self.config, "127.0.0.1", self.port))
+        self._server = uvicorn.Server(uvicorn_config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )

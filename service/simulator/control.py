@@ -7,9 +7,10 @@ from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, patch, post
+from litestar.params import FromPath
 
 from service.simulator.config import Chaos, Knobs
-from service.simulator.state import Simulator
+from service.simulator.gate import SimulatorDep
 from service.simulator.tasks import PARTNER_SPACE, Outcome
 from service.simulator.wire import (
     MONITE_API_VERSION,
@@ -54,7 +55,7 @@ class Revoked(msgspec.Struct):
 
 
 @post("/tasks")
-async def create_task(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+async def create_task(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Create a task with a chosen outcome, type, payload and duration."""
     spec = decode_body(await request.body(), NewTask)
     if isinstance(spec, Response):
@@ -76,7 +77,9 @@ async def create_task(request: AnyRequest, sim: Simulator) -> Response[bytes]:
 
 
 @post("/tasks/{task_id:str}/complete")
-async def complete_task(task_id: str, request: AnyRequest, sim: Simulator) -> Response[bytes]:
+async def complete_task(
+    task_id: FromPath[str], request: AnyRequest, sim: SimulatorDep
+) -> Response[bytes]:
     """Finish a task now, with its planned outcome or the one given."""
     body = await request.body()
     completion = decode_body(body, Completion) if body.strip() else Completion()
@@ -90,25 +93,25 @@ async def complete_task(task_id: str, request: AnyRequest, sim: Simulator) -> Re
 
 
 @get("/counters")
-async def counters(sim: Simulator) -> Response[bytes]:
+async def counters(sim: SimulatorDep) -> Response[bytes]:
     """Requests, 429s, per-endpoint statuses and 1-second peaks per client; task count; webhooks."""
     return json_response(sim.counters())
 
 
 @post("/reset", status_code=204)
-async def reset(sim: Simulator) -> None:
+async def reset(sim: SimulatorDep) -> None:
     """Back to the start-up state: no tasks, tokens or counters; configured knobs and chaos."""
     sim.reset()
 
 
 @get("/chaos")
-async def get_chaos(sim: Simulator) -> Response[bytes]:
+async def get_chaos(sim: SimulatorDep) -> Response[bytes]:
     """The faults in effect."""
     return json_response(sim.chaos)
 
 
 @patch("/chaos")
-async def patch_chaos(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+async def patch_chaos(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Change some faults; fields left out keep their value."""
     merged = _merge(await request.body(), sim.chaos)
     if isinstance(merged, Response):
@@ -118,13 +121,13 @@ async def patch_chaos(request: AnyRequest, sim: Simulator) -> Response[bytes]:
 
 
 @get("/settings")
-async def get_settings(sim: Simulator) -> Response[bytes]:
+async def get_settings(sim: SimulatorDep) -> Response[bytes]:
     """The runtime knobs in effect (never the webhook secret)."""
     return json_response(_redacted(sim.knobs))
 
 
 @patch("/settings")
-async def patch_settings(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+async def patch_settings(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Change some knobs (rate limit, token TTL, durations, webhook target …)."""
     merged = _merge(await request.body(), sim.knobs)
     if isinstance(merged, Response):
@@ -134,7 +137,7 @@ async def patch_settings(request: AnyRequest, sim: Simulator) -> Response[bytes]
 
 
 @post("/tokens/revoke")
-async def revoke_tokens(sim: Simulator) -> Response[bytes]:
+async def revoke_tokens(sim: SimulatorDep) -> Response[bytes]:
     """Revoke every access token: the next request with one gets 401."""
     return json_response(Revoked(sim.tokens.revoke_all()))
 

@@ -16,6 +16,7 @@ from typing import Any, Final, cast
 
 import msgspec
 from litestar import Request
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +46,10 @@ class Caller(msgspec.Struct, frozen=True):
     def entity_header(self) -> bool:
         """True when the request acts for an entity (the condition for webhooks)."""
         return self.entity != PARTNER_SPACE
+
+
+CallerDep = NamedDependency[Caller]
+SimulatorDep = NamedDependency[Simulator]
 
 
 class _ClientName(msgspec.Struct):

@@ -16,10 +16,10 @@ from typing import Literal
 
 import msgspec
 
-from service.simulator.tasks import Task, TaskStore, TaskView
+from service.simulator.tasks import EPOCH, Task, TaskStore, TaskView
 from service.simulator.wire import DOCUMENT_TYPES, TASK_STATUSES, DocumentType, TaskPage, TaskStatus
 
-SortKey = tuple[float, str] | tuple[str]
+SortKey = tuple[int, str] | tuple[str]
 
 
 class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,10 +28,10 @@ class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 100
     order: Literal["asc", "desc"] = "asc"
     sort: Literal["id", "created_at"] = "created_at"
-    created_at__gt: float | None = None
-    created_at__lt: float | None = None
-    created_at__gte: float | None = None
-    created_at__lte: float | None = None
+    created_at__gt: int | None = None
+    created_at__lt: int | None = None
+    created_at__gte: int | None = None
+    created_at__lte: int | None = None
     status: TaskStatus | None = None
     document_type: DocumentType | None = None
     id__in: tuple[str, ...] | None = None
@@ -42,7 +42,7 @@ class Cursor(msgspec.Struct, frozen=True):
 
     query: ListQuery
     direction: Literal["after", "before"]
-    key: tuple[float | str, ...]
+    key: tuple[int | str, ...]
 
 
 class QueryError(Exception):
@@ -109,7 +109,7 @@ def list_page(
     )
     start, end = 0, min(query.limit, len(matches))
     if isinstance(request, Cursor):
-        boundary = _boundary(matches, key, request.key, query.order == "desc")
+        boundary = _boundary(matches, key, request)
         if request.direction == "after":
             start, end = boundary, min(boundary + query.limit, len(matches))
         else:
@@ -124,20 +124,21 @@ def list_page(
     )
 
 
-def _boundary(
-    ordered: list[Task], key: Callable[[Task], SortKey], cursor: tuple[float | str, ...], desc: bool
-) -> int:
-    """How many tasks of ``ordered`` come before or at the cursor."""
-    mark = tuple(cursor)
+def _boundary(ordered: list[Task], key: Callable[[Task], SortKey], cursor: Cursor) -> int:
+    """Index of the first task past the cursor (``after``), or at or past it (``before``)."""
+    mark = tuple(cursor.key)
+    desc = cursor.query.order == "desc"
     for index, task in enumerate(ordered):
         here = key(task)
+        if here == mark:
+            return index + 1 if cursor.direction == "after" else index
         if (here < mark) if desc else (here > mark):
             return index
     return len(ordered)
 
 
 def _matches(task: Task, query: ListQuery, view: TaskView) -> bool:
-    created = task.created_at
+    created = task.created_us
     if query.created_at__gt is not None and not created > query.created_at__gt:
         return False
     if query.created_at__gte is not None and not created >= query.created_at__gte:
@@ -154,7 +155,7 @@ def _matches(task: Task, query: ListQuery, view: TaskView) -> bool:
 def _sort_key(sort: str) -> Callable[[Task], SortKey]:
     if sort == "id":
         return lambda t: (t.id,)
-    return lambda t: (t.created_at, t.id)
+    return lambda t: (t.created_us, t.id)
 
 
 def _token(query: ListQuery, direction: Literal["after", "before"], key: SortKey) -> str:
@@ -168,7 +169,7 @@ def _decode_token(token: str) -> Cursor:
         cursor = msgspec.json.decode(raw, type=Cursor)
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise QueryError("pagination_token", "Invalid pagination token") from None
-    expected = (str,) if cursor.query.sort == "id" else (float, str)
+    expected = (str,) if cursor.query.sort == "id" else (int, str)
     if tuple(type(part) for part in cursor.key) != expected:
         raise QueryError("pagination_token", "Invalid pagination token")
     return cursor
@@ -179,14 +180,14 @@ def _single(params: Callable[[str], list[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def _timestamp(name: str, value: str) -> float:
+def _timestamp(name: str, value: str) -> int:
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise QueryError(name, "Input should be a valid datetime") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+    return (moment - EPOCH) // dt.timedelta(microseconds=1)
 
 
 def _uuid(name: str, value: str) -> str:

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.params import FromPath
 
-from service.simulator.gate import CALLER_KEY, PUBLIC_OPT, Caller
+from service.simulator.gate import CALLER_KEY, PUBLIC_OPT, Caller, CallerDep, SimulatorDep
 from service.simulator.listing import QueryError, list_page, parse_query
-from service.simulator.state import Simulator
 from service.simulator.wire import (
     DOCUMENT_TYPES,
     CreateOcrTask,
@@ -45,14 +45,14 @@ def provide_caller(request: AnyRequest) -> Caller:
     return caller
 
 
-def _credentials_ok(sim: Simulator, client_id: str, client_secret: str) -> bool:
+def _credentials_ok(sim: SimulatorDep, client_id: str, client_secret: str) -> bool:
     id_ok = hmac.compare_digest(client_id.encode(), sim.config.client_id.encode())
     secret_ok = hmac.compare_digest(client_secret.encode(), sim.config.client_secret.encode())
     return id_ok and secret_ok
 
 
 @post("/auth/token", name="post_auth_token", opt={PUBLIC_OPT: True})
-async def post_auth_token(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+async def post_auth_token(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Issue a partner (``client_credentials``) or entity-user (``entity_user``) token."""
     payload = decode_body(await request.body(), TokenRequest)
     if isinstance(payload, Response):
@@ -74,7 +74,7 @@ async def post_auth_token(request: AnyRequest, sim: Simulator) -> Response[bytes
 
 
 @post("/auth/revoke", name="post_auth_revoke", opt={PUBLIC_OPT: True})
-async def post_auth_revoke(request: AnyRequest, sim: Simulator) -> Response[bytes]:
+async def post_auth_revoke(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Revoke one token."""
     payload = decode_body(await request.body(), RevokeRequest)
     if isinstance(payload, Response):
@@ -86,7 +86,9 @@ async def post_auth_revoke(request: AnyRequest, sim: Simulator) -> Response[byte
 
 
 @get("/ocr_tasks", name="get_ocr_tasks")
-async def get_ocr_tasks(request: AnyRequest, sim: Simulator, caller: Caller) -> Response[bytes]:
+async def get_ocr_tasks(
+    request: AnyRequest, sim: SimulatorDep, caller: CallerDep
+) -> Response[bytes]:
     """List the caller's tasks: filters, ordering and cursor pagination."""
     try:
         query = parse_query(lambda name: request.query_params.getall(name, []))
@@ -97,7 +99,9 @@ async def get_ocr_tasks(request: AnyRequest, sim: Simulator, caller: Caller) -> 
 
 
 @get("/ocr_tasks/{task_id:str}", name="get_ocr_tasks_id")
-async def get_ocr_tasks_id(task_id: str, sim: Simulator, caller: Caller) -> Response[bytes]:
+async def get_ocr_tasks_id(
+    task_id: FromPath[str], sim: SimulatorDep, caller: CallerDep
+) -> Response[bytes]:
     """One task; another entity's task is 404 like an unknown one."""
     try:
         key = str(uuid.UUID(task_id))
@@ -112,7 +116,9 @@ async def get_ocr_tasks_id(task_id: str, sim: Simulator, caller: Caller) -> Resp
 
 
 @post("/ocr_tasks", name="post_ocr_tasks")
-async def post_ocr_tasks(request: AnyRequest, sim: Simulator, caller: Caller) -> Response[bytes]:
+async def post_ocr_tasks(
+    request: AnyRequest, sim: SimulatorDep, caller: CallerDep
+) -> Response[bytes]:
     """Start OCR of a file given by URL."""
     payload = decode_body(await request.body(), CreateOcrTask)
     if isinstance(payload, Response):
@@ -132,8 +138,8 @@ async def post_ocr_tasks(request: AnyRequest, sim: Simulator, caller: Caller) ->
 )
 async def post_ocr_tasks_upload_from_file(
     request: AnyRequest,
-    sim: Simulator,
-    caller: Caller,
+    sim: SimulatorDep,
+    caller: CallerDep,
 ) -> Response[bytes]:
     """Start OCR of an uploaded PDF, PNG or JPEG (multipart field ``file``)."""
     try:
@@ -165,7 +171,7 @@ async def post_ocr_tasks_upload_from_file(
 
 
 def _accepted(
-    sim: Simulator, caller: Caller, document_type: DocumentType | None
+    sim: SimulatorDep, caller: CallerDep, document_type: DocumentType | None
 ) -> Response[bytes]:
     task = sim.create_task(
         entity=caller.entity,

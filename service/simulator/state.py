@@ -82,13 +82,14 @@ class Simulator:
         notify_version: str | None = None,
     ) -> Task:
         """Store a new task; ``notify_version`` set means an ``ocr_task.finished`` event is owed."""
-        now = time.time()
+        now_us = time.time_ns() // 1000
+        now = now_us / 1_000_000
         if duration_s is None:
             duration_s = self.rng.uniform(*self.knobs.task_duration_s)
         task = Task(
             task_id=task_id or new_task_id(),
             entity=entity,
-            created_at=now,
+            created_us=now_us,
             finished_at=None if outcome == "never" else now + duration_s,
             outcome="error" if outcome == "error" else "success",
             document_type=document_type,

@@ -21,17 +21,25 @@ PARTNER_SPACE = ""
 """The task space of requests made with a partner token and no ``x-monite-entity-id``."""
 
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def format_time(epoch: float) -> str:
     """Monite's timestamp format: UTC, microseconds, ``Z``."""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_us(round(epoch * 1_000_000))
+
+
+def format_us(epoch_us: int) -> str:
+    """``format_time`` of a time in whole microseconds since the epoch."""
+    return (EPOCH + dt.timedelta(microseconds=epoch_us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Task:
     """One OCR task. ``finished_at`` is ``None`` for tasks that never finish on their own."""
 
     __slots__ = (
-        "created_at",
         "created_text",
+        "created_us",
         "document_type",
         "entity",
         "finished_at",
@@ -46,7 +54,7 @@ class Task:
         *,
         task_id: str,
         entity: str,
-        created_at: float,
+        created_us: int,
         finished_at: float | None,
         outcome: Literal["success", "error"],
         document_type: DocumentType | None,
@@ -55,8 +63,9 @@ class Task:
     ) -> None:
         self.id = task_id
         self.entity = entity
-        self.created_at = created_at
-        self.created_text = format_time(created_at)
+        self.created_us = created_us
+        """Creation time in whole microseconds, exactly as ``created_at`` shows it."""
+        self.created_text = format_us(created_us)
         self.finished_at = finished_at
         self.outcome = outcome
         self.document_type = document_type
