@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.set_defaults(handler=handler)
         return cmd
@@ -107,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000, help="API port")
     dev.add_argument("--simulator-port", type=int, default=8100)
 
-    norm = add("normalize", _cmd_normalize, "normalize a Monite OCR task JSON (PATH or - for stdin)")
+    norm = add(
+        "normalize", _cmd_normalize, "normalize a Monite OCR task JSON (PATH or - for stdin)"
+    )
     norm.add_argument("path", metavar="PATH|-")
     norm.add_argument("--raw", action="store_true", help="attach Monite's recognized_data as raw")
 

@@ -1,8 +1,8 @@
 """Typed, immutable settings parsed once from the environment.
 
 Every variable the service reads is declared in ``ENV_VARS``; nothing else in the code base reads
-``os.environ`` for configuration. A malformed value raises ``SettingsError`` naming the variable, which
-the CLI turns into a one-line message and exit code 2.
+``os.environ`` for configuration. A malformed value raises ``SettingsError`` naming the variable,
+which the CLI turns into a one-line message and exit code 2.
 """
 
 from __future__ import annotations

@@ -232,6 +232,7 @@ def store(redis: Redis, key_prefix: str) -> Store:
     """The watch store on this test's key prefix."""
     return Store(redis, Keys(key_prefix))
 
+
 import hashlib  # noqa: E402
 
 from litestar.testing import AsyncTestClient  # noqa: E402

@@ -18,7 +18,7 @@ CallbackUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=2048, descrip
 Secret = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^whsec_[A-Za-z0-9+/]{32,256}={0,2}$",
+        pattern=r"^whsec_(?:[A-Za-z0-9+/]{4}){8,64}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
         description="A Standard Webhooks secret: whsec_ + base64 of at least 24 random bytes",
     ),
 ]
