@@ -59,13 +59,13 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Money(_Wire, frozen=True):
-    """An amount of money. ``amount`` is exact; floats never appear on the wire."""
+    """An amount of money, exact: floats never appear on the wire."""
 
     amount: Annotated[
         _DecimalString,
         _doc(
             "Decimal string rounded to the currency's ISO 4217 exponent (JPY 0, EUR 2, KWD 3); "
-            "with an unknown or missing currency, the recognized digits unrounded."
+            "with an unknown or missing currency, the recognized value unrounded."
         ),
     ]
     minor: Annotated[
