@@ -318,6 +318,11 @@ def test_receipt_discount_may_be_applied_after_the_lines() -> None:
     assert document.warnings == []
 
 
+def test_warning_messages_quote_recognized_values_briefly() -> None:
+    document = _invoice(issue_date="x" * 100_000, total_amount=10**400)
+    assert [len(w.message) < 100 for w in document.warnings] == [True, True]
+
+
 def test_out_of_range_amount_becomes_null() -> None:
     assert _invoice(total_amount=1e300).total is None
 

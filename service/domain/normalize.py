@@ -51,6 +51,7 @@ _MONITE_EXTRA_COUNTRIES: Final = frozenset({"IC", "EA", "AN"})
 _COUNTRIES: Final = frozenset(c.alpha_2 for c in pycountry.countries) | _MONITE_EXTRA_COUNTRIES
 
 _HUNDRED: Final = Decimal(100)
+_SHOWN_CHARS: Final = 40
 _MONTHS: Final = {
     name: number
     for number, names in enumerate(
@@ -104,7 +105,7 @@ def normalize(task: OcrTask, context: NormalizeContext) -> NormalizedDocument:
     """Normalize a successful OCR task; raises ``NotRecognizedError`` if it has no document."""
     data = task.recognized_data
     if task.status != "success":
-        raise NotRecognizedError(f"OCR task status is {task.status!r}, not 'success'")
+        raise NotRecognizedError(f"OCR task status is {_shown(task.status)}, not 'success'")
     if data is None:
         raise NotRecognizedError("OCR task has status 'success' but no recognized_data")
     source = Source(
@@ -215,8 +216,8 @@ class _Reader:
             self._warn(
                 "currency_unknown",
                 "currency",
-                f"{self.currency!r} is not an ISO 4217 currency with minor units; amounts are kept "
-                "as recognized",
+                f"{_shown(self.currency)} is not an ISO 4217 currency with minor units; "
+                "amounts are kept as recognized",
             )
 
     # -- documents ---------------------------------------------------------------------------
@@ -314,7 +315,9 @@ class _Reader:
         amount = self.denomination.amount(value)
         if amount is None:
             self._warn(
-                "number_out_of_range", _path(field, line), f"{value} is not a readable amount"
+                "number_out_of_range",
+                _path(field, line),
+                f"{_shown(value)} is not a readable amount",
             )
             return None
         self.amounts_seen = True
@@ -337,7 +340,9 @@ class _Reader:
             return None
         text, _ = _reading(value)
         if text is None:
-            self._warn("number_out_of_range", _path("quantity", line), f"{value} is not a number")
+            self._warn(
+                "number_out_of_range", _path("quantity", line), f"{_shown(value)} is not a number"
+            )
         return text
 
     def _rate(self, value: Decimal | None, field: str, line: int | None = None) -> str | None:
@@ -345,7 +350,9 @@ class _Reader:
             return None
         text, percentage = _reading(value)
         if text is None:
-            self._warn("number_out_of_range", _path(field, line), f"{value} is not a number")
+            self._warn(
+                "number_out_of_range", _path(field, line), f"{_shown(value)} is not a number"
+            )
         elif not percentage:
             self._warn(
                 "tax_rate_suspicious", _path(field, line), f"{text} is not a plausible percentage"
@@ -446,9 +453,9 @@ class _Reader:
             return None
         day, problem = parse_date(text)
         if problem == "date_ambiguous":
-            self._warn(problem, field, f"{text!r} reads as two different dates")
+            self._warn(problem, field, f"{_shown(text)} reads as two different dates")
         elif problem is not None:
-            self._warn(problem, field, f"{text!r} is not a readable date")
+            self._warn(problem, field, f"{_shown(text)} is not a readable date")
         return day
 
     def _issued_at(self, text: str | None) -> tuple[datetime | None, date | None]:
@@ -484,7 +491,9 @@ class _Reader:
             return None
         country = _compact(address.country)
         if country is not None and country not in _COUNTRIES:
-            self._warn("country_unknown", f"{path}.country", f"{country!r} is not a known country")
+            self._warn(
+                "country_unknown", f"{path}.country", f"{_shown(country)} is not a known country"
+            )
         result = Address(
             street=_text(address.street_and_number),
             city=_text(address.city),
@@ -531,6 +540,12 @@ def _close(target: Decimal, tolerance: Decimal, value: Decimal, discount: Decima
     if abs(value - target) <= tolerance:
         return True
     return discount is not None and abs(value - discount - target) <= tolerance
+
+
+def _shown(value: object) -> str:
+    """A recognized value quoted in a message, cut short: OCR text may be arbitrarily long."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 1]}…"
 
 
 def _path(field: str, line: int | None) -> str:
