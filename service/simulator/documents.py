@@ -243,7 +243,8 @@ class _Builder:
     def __init__(self, rng: random.Random, country: Country, *, mismatched: bool) -> None:
         self.rng = rng
         self.country = country
-        self.flaw = rng.choice(("line_sum", "total", "iban")) if mismatched else None
+        flaws = ("line_sum", "total", "iban") if country.iban_layout else ("line_sum", "total")
+        self.flaw = rng.choice(flaws) if mismatched else None
 
     def money(self, value: float) -> float:
         return round(value, self.country.exponent)

@@ -58,7 +58,7 @@ class TokenBucket:
         missing = 0.0 if allowed else 1 - self.tokens
         return Decision(
             allowed=allowed,
-            limit=math.floor(self.rate),
+            limit=max(1, math.floor(self.rate)),
             remaining=math.floor(self.tokens),
             reset_at=math.ceil(wall + (self.burst - self.tokens) / self.rate),
             retry_after=0 if allowed else max(1, math.ceil(missing / self.rate)),
