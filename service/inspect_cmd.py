@@ -27,7 +27,7 @@ async def _inspect(settings: Settings, watch_id: str) -> Inspection | None:
     keys = Keys(settings.key_prefix)
     redis = connect(settings.redis_url, keys)
     try:
-        store = Store(redis, keys)
+        store = Store(redis, keys, settings.watch_retention_s)
         watch = await store.get(watch_id)
         if watch is None:
             return None

@@ -82,6 +82,10 @@ class Keys:
         """Marker of a Monite push event already accepted (replay protection)."""
         return f"{self.prefix}push:{event_id}"
 
+    def stats(self) -> str:
+        """Hash of watch counts by state (``current:<state>``, ``entered:<state>``)."""
+        return f"{self.prefix}stats"
+
     # -- API ---------------------------------------------------------------------------------
     def api_rate(self) -> str:
         """Prefix for the API rate-limit middleware's store."""

@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_schedule_s: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     delivery_timeout_s: float = 10.0
     watch_deadline_s: int = 86400
+    watch_retention_s: int = 30 * 86400
     api_rate_limit_per_minute: int = 600
     max_upload_bytes: int = 20 * 1024 * 1024
     log_level: str = "INFO"
@@ -252,6 +253,7 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "DELIVERY_SCHEDULE_S": ("delivery_schedule_s", _schedule),
     "DELIVERY_TIMEOUT_S": ("delivery_timeout_s", _positive_float),
     "WATCH_DEADLINE_S": ("watch_deadline_s", _positive_int),
+    "WATCH_RETENTION_S": ("watch_retention_s", _positive_int),
     "API_RATE_LIMIT_PER_MINUTE": ("api_rate_limit_per_minute", _positive_int),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", _positive_int),
     "LOG_LEVEL": ("log_level", _log_level),

@@ -18,7 +18,7 @@ from typing import Final, cast
 import msgspec
 from redis.asyncio import Redis
 
-from service.domain.watch import Transition, Watch, WatchState
+from service.domain.watch import TERMINAL_STATES, Transition, Watch, WatchState
 from service.keys import Keys
 
 _CAS_RETRIES: Final = 20
@@ -45,9 +45,14 @@ redis.call('ZADD', KEYS[4], 0, ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[5])
+redis.call('HINCRBY', KEYS[9], 'current:polling', 1)
+redis.call('HINCRBY', KEYS[9], 'entered:polling', 1)
 return {1, ARGV[1]}
 """
 
+# KEYS: watch, transitions, due set, groups, attempts, event, stats.
+# ARGV[9]: seconds the records of a finished watch are kept ('' = unchanged, '0' = keep forever);
+# ARGV[10], ARGV[11]: old and new state when the state changes (for the state counts).
 _CAS = """
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2])
@@ -56,6 +61,19 @@ if ARGV[5] == 'remove' then redis.call('ZREM', KEYS[3], ARGV[6]) end
 if ARGV[5] == 'add' then
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
   redis.call('SADD', KEYS[4], ARGV[8])
+end
+if ARGV[10] ~= '' then
+  redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[10], -1)
+  redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[11], 1)
+  redis.call('HINCRBY', KEYS[7], 'entered:' .. ARGV[11], 1)
+end
+if ARGV[9] ~= '' then
+  for i = 1, 6 do
+    if i ~= 3 and i ~= 4 then
+      if ARGV[9] == '0' then redis.call('PERSIST', KEYS[i])
+      else redis.call('EXPIRE', KEYS[i], ARGV[9]) end
+    end
+  end
 end
 return 1
 """
@@ -133,9 +151,10 @@ class CreateResult(msgspec.Struct, frozen=True):
 class Store:
     """Watches, events and attempts of one key prefix."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, retention_s: int = 30 * 86400) -> None:
         self.redis = redis
         self.keys = keys
+        self.retention_s = retention_s
         self._create = redis.register_script(_CREATE)
         self._cas = redis.register_script(_CAS)
         self._claim = redis.register_script(_CLAIM)
@@ -164,6 +183,7 @@ class Store:
                 k.due(group),
                 k.groups(),
                 k.watch_transitions(watch.id),
+                k.stats(),
             ],
             args=[
                 watch.id,
@@ -231,7 +251,11 @@ class Store:
             new = msgspec.structs.replace(new, version=current.version + 1, updated_at=now_utc())
             transition = b""
             due_op = ""
+            retention = ""
+            states = ("", "")
             if new.state != current.state:
+                states = (current.state.value, new.state.value)
+                retention = str(self.retention_s) if new.state in TERMINAL_STATES else "0"
                 transition = _encode(
                     Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
                 )
@@ -245,6 +269,9 @@ class Store:
                     self.keys.watch_transitions(watch_id),
                     self.keys.due(due_group or group_of(current)),
                     self.keys.groups(),
+                    self.keys.attempts(watch_id),
+                    self.keys.event(new.event_id or "-"),
+                    self.keys.stats(),
                 ],
                 args=[
                     str(current.version),
@@ -255,11 +282,18 @@ class Store:
                     watch_id,
                     due_at_ms or 0,
                     due_group or group_of(current),
+                    retention,
+                    *states,
                 ],
             )
             if ok:
                 return new
         raise RuntimeError(f"watch {watch_id} kept changing under us; giving up this update")
+
+    async def state_counts(self) -> dict[str, int]:
+        """``current:<state>`` (watches in it now) and ``entered:<state>`` (ever entered) counts."""
+        raw = await self.redis.hgetall(self.keys.stats())  # type: ignore[misc]
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     async def transitions(self, watch_id: str) -> list[Transition]:
         """Every recorded state change of a watch, oldest first."""

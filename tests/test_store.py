@@ -172,3 +172,37 @@ async def test_listing_filters_by_state_and_task(store: Store) -> None:
 async def test_listing_shows_only_the_clients_own_watches(store: Store) -> None:
     await create(store, make_watch(client="a"))
     assert (await store.list_watches("b")).items == []
+
+
+async def test_a_finished_watch_expires_after_the_retention_period(store: Store) -> None:
+    store.retention_s = 60
+    watch, _ = await create(store, make_watch())
+
+    def finish(w: Watch) -> Watch:
+        w.state = WatchState.CANCELLED
+        return w
+
+    await store.update(watch.id, finish)
+    ttl = await store.redis.ttl(store.keys.watch(watch.id))
+    assert 0 < ttl <= 60
+    assert 0 < await store.redis.ttl(store.keys.watch_transitions(watch.id)) <= 60
+
+
+async def test_an_active_watch_never_expires(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+    assert await store.redis.ttl(store.keys.watch(watch.id)) == -1
+
+
+async def test_state_counts_follow_transitions(store: Store) -> None:
+    first, _ = await create(store, make_watch(task_id="a"))
+    await create(store, make_watch(task_id="b"))
+
+    def deliver(w: Watch) -> Watch:
+        w.state = WatchState.DELIVERING
+        return w
+
+    await store.update(first.id, deliver)
+    counts = await store.state_counts()
+    assert counts["current:polling"] == 1
+    assert counts["current:delivering"] == 1
+    assert counts["entered:polling"] == 2

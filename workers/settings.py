@@ -37,7 +37,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.key_prefix)
     redis = ctx["redis"]
-    store = Store(redis, keys)
+    store = Store(redis, keys, settings.watch_retention_s)
     queue = Queue(redis, keys)
     http = build_monite_http(settings)
     callbacks = build_callback_client(settings)

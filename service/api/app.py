@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         redis = connect(settings.redis_url, keys)
         http = build_monite_http(settings)
-        store = Store(redis, keys)
+        store = Store(redis, keys, settings.watch_retention_s)
         queue = Queue(redis, keys)
         app.state.services = Services(
             settings=settings,
