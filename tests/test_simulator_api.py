@@ -269,6 +269,14 @@ async def test_upload_without_file_is_422(http: httpx.AsyncClient, headers: dict
     assert response.json()["detail"][0]["loc"] == ["body", "file"]
 
 
+async def test_upload_with_a_broken_multipart_body_is_422(
+    http: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    headers = {**headers, "content-type": "multipart/form-data; boundary=xx"}
+    response = await http.post("/ocr_tasks/upload_from_file", content=b"garbage", headers=headers)
+    assert response.status_code == 422
+
+
 async def test_upload_with_unknown_document_type_is_422(
     http: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
@@ -309,6 +317,15 @@ async def test_explicit_recognized_data_is_served_verbatim(
     task = await simulator.create_task(entity_id=ENTITY, recognized_data=payload)
     body = (await http.get(f"/ocr_tasks/{task.id}", headers=headers)).json()
     assert body["recognized_data"] == payload
+
+
+async def test_batch_creates_alike_tasks_in_order(
+    http: httpx.AsyncClient, simulator: SimulatorControl, headers: dict[str, str]
+) -> None:
+    ids = await simulator.create_tasks(5, entity_id=ENTITY, outcome="never")
+    listed = (await http.get("/ocr_tasks", headers=headers)).json()["data"]
+    assert [t["id"] for t in listed] == ids
+    assert {t["status"] for t in listed} == {"processing"}
 
 
 async def test_control_create_with_taken_id_is_409(simulator: SimulatorControl) -> None:

@@ -22,6 +22,8 @@ Control surface (``/_sim``, JSON, no auth, not rate limited; 422 on a malformed 
         "recognized_data": <any JSON, served verbatim on success>, "duration_s": float|null,
         "task_id": uuid|null, "notify": true}``; all optional. ``never`` stays ``processing``
         until completed; ``duration_s`` null draws from ``task_duration_s``.
+    ``POST /_sim/tasks/batch`` → 201 ``{"ids": [...]}``: the same fields (but ``task_id``) plus
+        ``"count"`` (1 to 100000): many alike tasks at once, for benchmarks.
     ``POST /_sim/tasks/{id}/complete`` → 200 task. Optional body ``{"outcome": "success"|"error"}``.
     ``GET|PATCH /_sim/chaos``: faults, see ``Chaos`` (``error_rate``, ``latency_s``,
         ``hang_rate``, ``hang_s``, ``malformed_rate``, ``not_found_ids``, ``error_ids``).

@@ -11,7 +11,8 @@ from litestar.params import FromPath
 
 from service.simulator.config import Chaos, Knobs
 from service.simulator.gate import SimulatorDep
-from service.simulator.tasks import PARTNER_SPACE, Outcome
+from service.simulator.state import Simulator
+from service.simulator.tasks import PARTNER_SPACE, Outcome, Task
 from service.simulator.wire import (
     MONITE_API_VERSION,
     DocumentType,
@@ -42,6 +43,18 @@ class NewTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Send ``ocr_task.finished`` when it finishes (needs an entity and a webhook URL)."""
 
 
+class NewTasks(NewTask, forbid_unknown_fields=True, kw_only=True):
+    """The body of ``POST /_sim/tasks/batch``: a ``NewTask`` without ``task_id``, and a count."""
+
+    count: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+
+
+class CreatedTasks(msgspec.Struct):
+    """The answer of ``POST /_sim/tasks/batch``."""
+
+    ids: list[str]
+
+
 class Completion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The optional body of ``POST /_sim/tasks/{task_id}/complete``."""
 
@@ -63,9 +76,25 @@ async def create_task(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]
     task_id = None if spec.task_id is None else str(spec.task_id)
     if task_id is not None and task_id in sim.tasks.by_id:
         return error_response(409, f"task {task_id} already exists")
-    entity = PARTNER_SPACE if spec.entity_id is None else str(spec.entity_id)
-    task = sim.create_task(
-        entity=entity,
+    task = _create(sim, spec, task_id)
+    return json_response(sim.view().body(task), 201)
+
+
+@post("/tasks/batch")
+async def create_tasks(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
+    """Create ``count`` alike tasks at once (benchmarks); answers their ids in creation order."""
+    spec = decode_body(await request.body(), NewTasks)
+    if isinstance(spec, Response):
+        return spec
+    if spec.task_id is not None:
+        return validation_response(["body", "task_id"], "Not allowed in a batch", "extra_forbidden")
+    ids = [_create(sim, spec, None).id for _ in range(spec.count)]
+    return json_response(CreatedTasks(ids), 201)
+
+
+def _create(sim: Simulator, spec: NewTask, task_id: str | None) -> Task:
+    return sim.create_task(
+        entity=PARTNER_SPACE if spec.entity_id is None else str(spec.entity_id),
         outcome=spec.outcome,
         document_type=spec.document_type,
         duration_s=spec.duration_s,
@@ -73,7 +102,6 @@ async def create_task(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]
         task_id=task_id,
         notify_version=MONITE_API_VERSION if spec.notify else None,
     )
-    return json_response(sim.view().body(task), 201)
 
 
 @post("/tasks/{task_id:str}/complete")
@@ -162,6 +190,7 @@ def _redacted(knobs: Knobs) -> dict[str, Any]:
 
 ROUTES: Final = (
     create_task,
+    create_tasks,
     complete_task,
     counters,
     reset,

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
 from service.simulator.gate import CALLER_KEY, PUBLIC_OPT, Caller, CallerDep, SimulatorDep
@@ -151,7 +152,10 @@ async def post_ocr_tasks_upload_from_file(
         )
     if request.content_type[0] != "multipart/form-data":
         return validation_response(["body", "file"], "Field required", "missing")
-    form = await request.form()
+    try:
+        form = await request.form()
+    except HTTPException:
+        return validation_response(["body"], "Invalid multipart/form-data body", "value_error")
     upload = form.get("file")
     try:
         if not isinstance(upload, UploadFile):

@@ -8,6 +8,7 @@ import httpx
 import msgspec
 
 from service.simulator.config import Chaos, SimulatorConfig
+from service.simulator.control import CreatedTasks
 from service.simulator.state import Counters
 from service.simulator.tasks import Outcome
 from service.simulator.wire import MONITE_API_VERSION, DocumentType, TaskStatus, TokenResponse
@@ -68,6 +69,27 @@ class SimulatorControl:
         if recognized_data is not msgspec.UNSET:
             spec["recognized_data"] = recognized_data
         return await self._call("POST", "/_sim/tasks", SimTask, spec)
+
+    async def create_tasks(
+        self,
+        count: int,
+        *,
+        entity_id: str | None = None,
+        outcome: Outcome = "success",
+        document_type: DocumentType | None = None,
+        duration_s: float | None = 0.0,
+        notify: bool = True,
+    ) -> list[str]:
+        """Create ``count`` alike tasks in one request; returns their ids in creation order."""
+        spec = {
+            "count": count,
+            "entity_id": entity_id,
+            "outcome": outcome,
+            "document_type": document_type,
+            "duration_s": duration_s,
+            "notify": notify,
+        }
+        return (await self._call("POST", "/_sim/tasks/batch", CreatedTasks, spec)).ids
 
     async def complete(self, task_id: str, outcome: Outcome | None = None) -> SimTask:
         """Finish a task now, with its planned outcome or ``outcome``."""
