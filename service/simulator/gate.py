@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -25,14 +25,12 @@ from service.simulator.ratelimit import ANONYMOUS, Decision
 from service.simulator.state import Simulator
 from service.simulator.tasks import PARTNER_SPACE
 from service.simulator.tokens import Grant
-from service.simulator.wire import ErrorBody, ErrorDetail, ValidationBody, ValidationIssue
+from service.simulator.wire import error_response, validation_response
 
 CALLER_KEY: Final = "sim_caller"
 SIM_STATE_KEY: Final = "simulator"
 PUBLIC_OPT: Final = "monite_public"
 """Handler ``opt`` flag of the endpoints that need no Bearer token (the ``/auth`` ones)."""
-
-_ENCODE: Final = msgspec.json.encode
 
 
 class Caller(msgspec.Struct, frozen=True):
@@ -59,16 +57,13 @@ class _ClientName(msgspec.Struct):
 class Refusal(Exception):
     """An answer the gate gives instead of the handler."""
 
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
+    def __init__(self, response: Response[bytes]) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 def _error(status: int, message: str, kind: str | None = None) -> Refusal:
-    detail = ErrorDetail(message=message, type=msgspec.UNSET if kind is None else kind)
-    return Refusal(status, _ENCODE(ErrorBody(error=detail)))
+    return Refusal(error_response(status, message, kind=kind))
 
 
 class MoniteGate(ASGIMiddleware):
@@ -108,7 +103,7 @@ class MoniteGate(ASGIMiddleware):
                     return
                 scope.setdefault("state", {})[CALLER_KEY] = self._caller(request, grant, public)
             except Refusal as refusal:
-                await _send_refusal(answer, refusal)
+                await refusal.response.to_asgi_response(None, request)(scope, receive, answer)
                 return
             await next_app(scope, receive, answer)
         finally:
@@ -171,12 +166,9 @@ async def _chaos(sim: Simulator, receive: Receive) -> bool:
         raise _error(504, "Gateway Timeout")
     if chaos.error_rate and rng.random() < chaos.error_rate:
         status = rng.choice((500, 502, 503))
-        refusal = _error(
-            status, "Internal Server Error" if status == 500 else "Service Unavailable"
-        )
         if status == 503:
-            refusal.headers["retry-after"] = "1"
-        raise refusal
+            raise Refusal(error_response(503, "Service Unavailable", headers={"Retry-After": "1"}))
+        raise _error(status, "Internal Server Error" if status == 500 else "Bad Gateway")
     return True
 
 
@@ -187,10 +179,10 @@ def _entity_header(request: Request[Any, Any, Any]) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        issue = ValidationIssue(
-            ["header", "x-monite-entity-id"], "Input should be a valid UUID", "uuid_parsing"
-        )
-        raise Refusal(422, _ENCODE(ValidationBody(detail=[issue]))) from None
+        loc: list[str | int] = ["header", "x-monite-entity-id"]
+        raise Refusal(
+            validation_response(loc, "Input should be a valid UUID", "uuid_parsing")
+        ) from None
 
 
 async def _client_left(receive: Receive, limit_s: float) -> bool:
@@ -201,15 +193,3 @@ async def _client_left(receive: Receive, limit_s: float) -> bool:
                 pass
             return True
     return False
-
-
-async def _send_refusal(send: Send, refusal: Refusal) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(refusal.body)).encode()),
-        *((k.encode(), v.encode()) for k, v in refusal.headers.items()),
-    ]
-    await send(
-        cast(Message, {"type": "http.response.start", "status": refusal.status, "headers": headers})
-    )
-    await send(cast(Message, {"type": "http.response.body", "body": refusal.body}))

@@ -19,6 +19,7 @@ from litestar.params import FromPath
 
 from service.simulator.gate import CALLER_KEY, PUBLIC_OPT, Caller, CallerDep, SimulatorDep
 from service.simulator.listing import QueryError, list_page, parse_query
+from service.simulator.state import Simulator
 from service.simulator.wire import (
     DOCUMENT_TYPES,
     CreateOcrTask,
@@ -46,7 +47,7 @@ def provide_caller(request: AnyRequest) -> Caller:
     return caller
 
 
-def _credentials_ok(sim: SimulatorDep, client_id: str, client_secret: str) -> bool:
+def _credentials_ok(sim: Simulator, client_id: str, client_secret: str) -> bool:
     id_ok = hmac.compare_digest(client_id.encode(), sim.config.client_id.encode())
     secret_ok = hmac.compare_digest(client_secret.encode(), sim.config.client_secret.encode())
     return id_ok and secret_ok
@@ -175,7 +176,7 @@ async def post_ocr_tasks_upload_from_file(
 
 
 def _accepted(
-    sim: SimulatorDep, caller: CallerDep, document_type: DocumentType | None
+    sim: Simulator, caller: Caller, document_type: DocumentType | None
 ) -> Response[bytes]:
     task = sim.create_task(
         entity=caller.entity,
