@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import logging
 import math
 import secrets
 import time
@@ -29,6 +30,8 @@ from service import metrics
 from service.keys import Keys
 from service.ratelimit import Priority, RateBudget, RateBudgetTimeout
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
+
+log = logging.getLogger(__name__)
 
 DocumentType = Literal["invoice", "credit_note", "receipt"]
 Endpoint = Literal["auth_token", "get_task", "list_tasks", "create_task", "upload_file"]
@@ -407,6 +410,7 @@ class MoniteClient:
             if self._settings.monite_token:
                 return MoniteUnauthorized("Monite rejected the configured MONITE_TOKEN")
             if attempt == 0:
+                log.warning("Monite refused the access token; fetching a new one")
                 await self._drop_token(token)
         return MoniteUnauthorized("Monite rejected a freshly issued access token")
 
@@ -508,6 +512,10 @@ class MoniteClient:
             return response
         if response.status_code in (400, 401, 403, 422):
             metrics.MONITE_TOKEN_FETCHES.labels("rejected").inc()
+            log.error(
+                "Monite rejected the client credentials",
+                extra={"status": response.status_code, "client_id": _client_id(self._settings)},
+            )
             return MoniteUnauthorized(
                 f"Monite rejected the client credentials (HTTP {response.status_code})"
             )
@@ -521,6 +529,7 @@ class MoniteClient:
             # Not _malformed(): its message would quote the body, which holds the token.
             return MoniteUnavailable(response.status_code, "malformed token response from Monite")
         metrics.MONITE_TOKEN_FETCHES.labels("ok").inc()
+        log.info("fetched a Monite access token", extra={"expires_in_s": answer.expires_in})
         stored = _StoredToken(answer.access_token, max(answer.expires_in, 1) * 1000)
         raw = msgspec.msgpack.encode(stored)
         # Redis forgets the token a little before Monite does, so nobody sends an expiring one.

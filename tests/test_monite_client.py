@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import pytest
@@ -34,7 +35,7 @@ from service.monite import (
 )
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, Receiver, Reply
 
 ClientFactory = Callable[..., MoniteClient]
 
@@ -371,3 +372,73 @@ async def test_unreachable_monite_is_unavailable(make_client: ClientFactory) -> 
 
     assert isinstance(result, MoniteUnavailable)
     assert "network error" in result.error
+
+
+# -- a scripted Monite on loopback, for answers the simulator never gives ------------------------
+def _page(task_ids: list[str], next_token: str | None) -> Reply:
+    tasks = [
+        {
+            "id": t,
+            "created_at": "2026-11-20T10:15:00Z",
+            "updated_at": "2026-11-20T10:15:00Z",
+            "status": "processing",
+        }
+        for t in task_ids
+    ]
+    body = {"data": tasks, "next_pagination_token": next_token}
+    return Reply(body=msgspec.json.encode(body), headers={"content-type": "application/json"})
+
+
+async def test_list_follows_pagination_tokens_sending_only_the_token(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    receiver.script([_page(ids[:2], "page-2"), _page(ids[2:], None)])
+    client = make_client(monite_base_url=receiver.url, monite_token="static")
+
+    result = await client.list_tasks(ids, None)
+
+    assert isinstance(result, MoniteListOk)
+    assert [decode_task(item).id for item in result.items] == ids
+    first, second = (parse_qsl(urlsplit(r.path).query) for r in receiver.requests)
+    assert first == [("id__in", i) for i in ids] + [("limit", "100")]
+    assert second == [("pagination_token", "page-2")]
+
+
+async def test_rejection_carries_monites_validation_message(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    detail = {"detail": [{"loc": ["body", "file_url"], "msg": "Field required", "type": "missing"}]}
+    receiver.script([Reply(status=422, body=msgspec.json.encode(detail))])
+    client = make_client(monite_base_url=receiver.url, monite_token="static")
+
+    result = await client.create_task_from_url("https://files.example.com/a.pdf", None, None)
+
+    assert result == MoniteRejected(422, "body.file_url: Field required")
+
+
+async def test_malformed_token_answer_is_unavailable_and_not_quoted(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    receiver.script([Reply(body=b'{"access_token": "leaked-token-value", "expires_')])
+    client = make_client(monite_base_url=receiver.url)
+
+    result = await client.get_task(str(uuid.uuid4()), None)
+
+    assert isinstance(result, MoniteUnavailable)
+    assert "leaked-token-value" not in repr(result)
+
+
+async def test_requests_carry_version_entity_and_bearer_headers(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    receiver.default = Reply(status=404)
+    entity = str(uuid.uuid4())
+    client = make_client(monite_base_url=receiver.url, monite_token="static")
+
+    await client.get_task(str(uuid.uuid4()), entity)
+
+    headers = receiver.requests[0].headers
+    assert headers["x-monite-version"] == "2024-05-25"
+    assert headers["x-monite-entity-id"] == entity
+    assert headers["authorization"] == "Bearer static"
