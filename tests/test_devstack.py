@@ -31,14 +31,21 @@ def _alive(pid: int) -> bool:
 
 
 class DevStack:
-    """``ocr-relay dev`` as a subprocess on free ports, with no Redis where REDIS_URL points."""
+    """``ocr-relay dev`` as a subprocess on free ports.
 
-    def __init__(self, workdir: Path, api_port: int | None = None) -> None:
+    Its environment is this one without any configuration variable, plus ``settings``; REDIS_URL
+    points where no Redis listens unless ``settings`` says otherwise.
+    """
+
+    def __init__(
+        self, workdir: Path, api_port: int | None = None, settings: dict[str, str] | None = None
+    ) -> None:
         self.api_port = api_port if api_port is not None else free_port()
         self.simulator_port = free_port()
         self.log = workdir / "dev.log"
         env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
         env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+        env.update(settings or {})
         ports = ["--port", str(self.api_port), "--simulator-port", str(self.simulator_port)]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -57,9 +64,10 @@ class DevStack:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def child_pids(self) -> list[int]:
-        """Every process dev said it started (private Redis, simulator, api, worker)."""
-        return [int(pid) for pid in re.findall(r"\(pid (\d+)", self.output())]
+    def children(self) -> dict[str, int]:
+        """Every process dev said it started, by name (Redis, simulator, api, worker) to pid."""
+        found = re.findall(r"started (?:a private )?(\w+).*?\(pid (\d+)", self.output())
+        return {name: int(pid) for name, pid in found}
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -73,9 +81,9 @@ class DevStack:
             time.sleep(0.2)
         pytest.fail(f"dev was not ready within {READY_TIMEOUT_S} s:\n{self.output()}")
 
-    def interrupt(self) -> int:
-        """Ctrl-C: SIGINT to dev alone, as a terminal would (children run in their own sessions)."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, signum: int = signal.SIGINT) -> int:
+        """Ctrl-C (or a SIGTERM) to dev alone: its children run in sessions of their own."""
+        self.process.send_signal(signum)
         return self.process.wait(timeout=30)
 
     def close(self) -> None:
@@ -83,7 +91,7 @@ class DevStack:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
-        for pid in self.child_pids():
+        for pid in self.children().values():
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
@@ -92,8 +100,8 @@ class DevStack:
 def dev_stack(tmp_path: Path) -> Iterator[Callable[..., DevStack]]:
     stacks: list[DevStack] = []
 
-    def start(api_port: int | None = None) -> DevStack:
-        stacks.append(DevStack(tmp_path, api_port))
+    def start(api_port: int | None = None, settings: dict[str, str] | None = None) -> DevStack:
+        stacks.append(DevStack(tmp_path, api_port, settings))
         return stacks[-1]
 
     yield start
@@ -102,17 +110,18 @@ def dev_stack(tmp_path: Path) -> Iterator[Callable[..., DevStack]]:
 
 
 @pytest.mark.slow
-def test_dev_becomes_ready_and_ctrl_c_stops_every_child(
-    dev_stack: Callable[..., DevStack], tmp_path: Path
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_dev_becomes_ready_and_a_stop_signal_ends_every_child(
+    dev_stack: Callable[..., DevStack], tmp_path: Path, signum: int
 ) -> None:
     stack = dev_stack()
     stack.wait_ready()
-    children = stack.child_pids()
-    assert len(children) == 4, stack.output()  # private Redis, simulator, api, worker
+    children = stack.children()
+    assert set(children) == {"Redis", "simulator", "api", "worker"}, stack.output()
     assert (tmp_path / ".ocr-relay" / "redis").is_dir()
 
-    assert stack.interrupt() == 0, stack.output()
-    assert [pid for pid in children if _alive(pid)] == []
+    assert stack.interrupt(signum) == 0, stack.output()
+    assert [name for name, pid in children.items() if _alive(pid)] == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{stack.api}/health/live", timeout=1)
 
@@ -140,7 +149,22 @@ def test_dev_stops_the_rest_and_exits_1_when_a_child_dies(
         stack = dev_stack(api_port=taken.getsockname()[1])
         assert stack.process.wait(timeout=READY_TIMEOUT_S) == 1, stack.output()
     assert "api exited" in stack.output()
-    assert [pid for pid in stack.child_pids() if _alive(pid)] == []
+    assert [name for name, pid in stack.children().items() if _alive(pid)] == []
+
+
+@pytest.mark.slow
+def test_dev_uses_a_reachable_redis_and_configured_monite_as_they_are(
+    dev_stack: Callable[..., DevStack],
+    private_redis: Callable[..., RedisServer],
+    tmp_path: Path,
+) -> None:
+    server = private_redis(appendonly=False)
+    monite = {"MONITE_TOKEN": "a-static-token", "MONITE_BASE_URL": "http://127.0.0.1:9/v1"}
+    stack = dev_stack(settings={"REDIS_URL": server.url, **monite})
+    stack.wait_ready()
+    assert set(stack.children()) == {"api", "worker"}, stack.output()
+    assert not (tmp_path / ".ocr-relay").exists()
+    assert stack.interrupt() == 0, stack.output()
 
 
 def test_dev_without_redis_explains_how_to_install_it(tmp_path: Path) -> None:
