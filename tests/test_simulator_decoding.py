@@ -5,11 +5,12 @@ Many generated documents (all types, sparse and inconsistent ones included) go t
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from monite.types import (
     AccessTokenResponse,
@@ -19,14 +20,17 @@ from monite.types import (
     OcrTasksPaginationResponse,
 )
 
-from service.domain.monite_models import OcrTask, OcrTaskPage
+from service.domain.monite_models import OcrTask, decode_page, decode_task
 from service.simulator import SimulatorControl
 
 ENTITY = "2d3c4b5a-6978-4a1b-9c8d-7e6f5a4b3c2d"
-SDK_CLASS_OF_TYPE = {
-    "invoice": "OcrTaskResponseSchemaRecognizedData_Invoice",
-    "credit_note": "OcrTaskResponseSchemaRecognizedData_CreditNote",
-    "receipt": "OcrTaskResponseSchemaRecognizedData_Receipt",
+# The shared fixtures, which CI checks out beside the repository.
+MONITE_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "monite"
+# document_type → (the SDK's class, our class) of recognized_data
+CLASSES_OF_TYPE = {
+    "invoice": ("OcrTaskResponseSchemaRecognizedData_Invoice", "OcrInvoice"),
+    "credit_note": ("OcrTaskResponseSchemaRecognizedData_CreditNote", "OcrCreditNote"),
+    "receipt": ("OcrTaskResponseSchemaRecognizedData_Receipt", "OcrReceipt"),
 }
 
 
@@ -39,12 +43,11 @@ async def monite(simulator: SimulatorControl) -> AsyncIterator[httpx.AsyncClient
         yield http
 
 
-def _both_accept_task(body: bytes) -> OcrTaskResponseSchema:
-    ours = msgspec.json.decode(body, type=OcrTask)
+def _both_accept_task(body: bytes) -> tuple[OcrTaskResponseSchema, OcrTask]:
+    ours = decode_task(body)
     sdk = OcrTaskResponseSchema.model_validate_json(body)
-    assert ours.id == sdk.id
-    assert ours.status == sdk.status
-    return sdk
+    assert (ours.id, ours.status, ours.document_type) == (sdk.id, sdk.status, sdk.document_type)
+    return sdk, ours
 
 
 async def test_generated_tasks_decode_with_both_models(
@@ -56,9 +59,33 @@ async def test_generated_tasks_decode_with_both_models(
     ]
     for task in tasks:
         response = await monite.get(f"/ocr_tasks/{task.id}")
-        sdk = _both_accept_task(response.content)
+        sdk, ours = _both_accept_task(response.content)
         assert sdk.document_type is not None
-        assert type(sdk.recognized_data).__name__ == SDK_CLASS_OF_TYPE[sdk.document_type]
+        classes = (type(sdk.recognized_data).__name__, type(ours.recognized_data).__name__)
+        assert classes == CLASSES_OF_TYPE[sdk.document_type]
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "ocr_task_invoice_de",
+        "ocr_task_credit_note_gb",
+        "ocr_task_receipt_at",
+        "ocr_task_invoice_sparse",
+    ],
+)
+async def test_fixture_payloads_are_served_verbatim_and_decode_with_both_models(
+    simulator: SimulatorControl, monite: httpx.AsyncClient, fixture: str
+) -> None:
+    original = json.loads((MONITE_FIXTURES / f"{fixture}.json").read_text(encoding="utf-8"))
+    task = await simulator.create_task(
+        entity_id=ENTITY,
+        document_type=original["document_type"],
+        recognized_data=original["recognized_data"],
+    )
+    response = await monite.get(f"/ocr_tasks/{task.id}")
+    _both_accept_task(response.content)
+    assert response.json()["recognized_data"] == original["recognized_data"]
 
 
 async def test_processing_and_error_tasks_decode_with_both_models(
@@ -66,8 +93,9 @@ async def test_processing_and_error_tasks_decode_with_both_models(
 ) -> None:
     for outcome in ("never", "error"):
         task = await simulator.create_task(entity_id=ENTITY, outcome=outcome)
-        sdk = _both_accept_task((await monite.get(f"/ocr_tasks/{task.id}")).content)
+        sdk, ours = _both_accept_task((await monite.get(f"/ocr_tasks/{task.id}")).content)
         assert sdk.recognized_data is None
+        assert ours.recognized_data is None
 
 
 async def test_created_task_decodes_with_both_models(monite: httpx.AsyncClient) -> None:
@@ -82,7 +110,7 @@ async def test_list_pages_decode_with_both_models(
     for _ in range(30):
         await simulator.create_task(entity_id=ENTITY)
     response = await monite.get("/ocr_tasks", params={"limit": 25})
-    ours = msgspec.json.decode(response.content, type=OcrTaskPage)
+    ours = decode_page(response.content)
     sdk = OcrTasksPaginationResponse.model_validate_json(response.content)
     assert len(ours.data) == len(sdk.data) == 25
     assert ours.next_pagination_token == sdk.next_pagination_token is not None
