@@ -49,6 +49,9 @@ BATCH: Final = 100
 LEASE_MS: Final = 60_000
 ROUND_BUDGET_S: Final = 20.0
 COALESCE_S: Final = 2.0
+# A round waits at most this long for a slot of the shared budget; past it, the claimed watches are
+# re-scheduled (their lease would otherwise run out while the round sleeps).
+BUDGET_WAIT_S: Final = 10.0
 
 _FAILURE_MESSAGES: Final[dict[FailureCode, str]] = {
     "ocr_error": "Monite reported status 'error' for this OCR task",
@@ -115,7 +118,9 @@ class Poller:
         answers: dict[str, MoniteResult]
         if len(task_ids) == 1:
             answers = {
-                task_ids[0]: await self.monite.get_task(task_ids[0], entity_id, priority=priority)
+                task_ids[0]: await self.monite.get_task(
+                    task_ids[0], entity_id, priority=priority, max_wait_s=BUDGET_WAIT_S
+                )
             }
         else:
             answers = await self._poll_batch(task_ids, entity_id, priority)
@@ -125,7 +130,9 @@ class Poller:
     async def _poll_batch(
         self, task_ids: list[str], entity_id: str | None, priority: Priority
     ) -> dict[str, MoniteResult]:
-        result = await self.monite.list_tasks(task_ids, entity_id, priority=priority)
+        result = await self.monite.list_tasks(
+            task_ids, entity_id, priority=priority, max_wait_s=BUDGET_WAIT_S
+        )
         if not isinstance(result, MoniteListOk):
             return dict.fromkeys(task_ids, result)
         answers: dict[str, MoniteResult] = {}
@@ -139,7 +146,9 @@ class Poller:
         # tells a 404 apart from a task that merely did not fit the page.
         for task_id in task_ids:
             if task_id not in answers:
-                answers[task_id] = await self.monite.get_task(task_id, entity_id, priority="low")
+                answers[task_id] = await self.monite.get_task(
+                    task_id, entity_id, priority="low", max_wait_s=BUDGET_WAIT_S
+                )
         return answers
 
     async def _apply(self, group: str, watch: Watch, answer: MoniteResult) -> None:
