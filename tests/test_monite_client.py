@@ -227,6 +227,24 @@ async def test_token_is_refreshed_before_it_expires(
     assert await _count(simulator, "get_ocr_tasks_id", 401) == 0
 
 
+async def test_two_workers_refresh_a_token_due_for_refresh_once(
+    make_client: ClientFactory, simulator: SimulatorControl
+) -> None:
+    await simulator.configure(token_ttl_s=2)
+    task = await simulator.create_task()
+    workers = [make_client(monite_rate_limit=100.0), make_client(monite_rate_limit=100.0)]
+    assert isinstance(await workers[0].get_task(task.id, None), MoniteOk)
+    assert isinstance(await workers[1].get_task(task.id, None), MoniteOk)
+
+    await asyncio.sleep(1.0)  # past the refresh point, before expiry
+    results = await asyncio.gather(
+        *(worker.get_task(task.id, None) for worker in workers for _ in range(5))
+    )
+
+    assert all(isinstance(result, MoniteOk) for result in results)
+    assert await _count(simulator, "post_auth_token") == 2
+
+
 async def test_revoked_token_is_replaced_once_and_the_call_retried(
     make_client: ClientFactory, simulator: SimulatorControl
 ) -> None:

@@ -92,7 +92,7 @@ async def test_high_priority_uses_the_reserve_left_by_low(budget_factory: Budget
 async def test_waiting_high_requests_go_before_low_requests_that_waited_longer(
     budget_factory: BudgetFactory,
 ) -> None:
-    low_budget, high_budget = budget_factory(8.0, 1), budget_factory(8.0, 1)
+    low_budget, high_budget = budget_factory(5.0, 1), budget_factory(5.0, 1)
     await low_budget.acquire("low")
     order: list[str] = []
 
