@@ -245,7 +245,7 @@ class MoniteClient:
         bad = _invalid_uuids([task_id], "task id") or _invalid_entity(entity_id)
         if bad:
             return bad
-        response = await self._call(
+        return await self._task_call(
             "get_task",
             "GET",
             f"/ocr_tasks/{uuid.UUID(task_id)}",
@@ -253,7 +253,6 @@ class MoniteClient:
             priority=priority,
             max_wait_s=max_wait_s,
         )
-        return response if not isinstance(response, httpx.Response) else _task_result(response)
 
     async def list_tasks(
         self,
@@ -295,7 +294,7 @@ class MoniteClient:
         if bad:
             return bad
         body = msgspec.json.encode(_CreateTaskRequest(file_url, document_type))
-        response = await self._call(
+        return await self._task_call(
             "create_task",
             "POST",
             "/ocr_tasks",
@@ -304,7 +303,6 @@ class MoniteClient:
             priority="high",
             max_wait_s=max_wait_s,
         )
-        return response if not isinstance(response, httpx.Response) else _task_result(response)
 
     async def upload_file(
         self,
@@ -320,7 +318,7 @@ class MoniteClient:
         bad = _invalid_entity(entity_id)
         if bad:
             return bad
-        response = await self._call(
+        return await self._task_call(
             "upload_file",
             "POST",
             "/ocr_tasks/upload_from_file",
@@ -330,7 +328,6 @@ class MoniteClient:
             priority="high",
             max_wait_s=max_wait_s,
         )
-        return response if not isinstance(response, httpx.Response) else _task_result(response)
 
     async def _list_batch(
         self,
@@ -370,6 +367,13 @@ class MoniteClient:
         return MoniteUnavailable(None, "Monite kept returning pagination tokens; gave up")
 
     # -- one request, with token and budget --------------------------------------------------
+    async def _task_call(
+        self, endpoint: Endpoint, method: str, path: str, **call: Any
+    ) -> MoniteResult:
+        """``_call`` for endpoints that answer with one task object."""
+        response = await self._call(endpoint, method, path, **call)
+        return response if not isinstance(response, httpx.Response) else _task_result(response)
+
     async def _call(
         self,
         endpoint: Endpoint,
