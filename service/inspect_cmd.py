@@ -38,7 +38,7 @@ async def _inspect(settings: Settings, watch_id: str) -> Inspection | None:
             event=None if event is None else msgspec.json.decode(event.body),
         )
     finally:
-        await redis.aclose()
+        await redis.aclose(close_connection_pool=True)
 
 
 def run_inspect(settings: Settings, watch_id: str) -> int:
