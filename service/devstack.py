@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Final
+from typing import IO, Final, NamedTuple
 
 import httpx
 import redis
@@ -215,67 +215,77 @@ def _ready(url: str) -> bool:
         return False
 
 
-def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
-    """Run the dev stack until Ctrl-C/SIGTERM (exit 0) or until a child dies (exit 1)."""
-    env = dict(os.environ)
-    private_redis: RedisServer | None = None
-    if not redis_reachable(settings.redis_url):
-        private_redis = RedisServer(DEV_DATA_DIR / "redis")
-        try:
-            private_redis.start()
-        except RuntimeError as exc:
-            print(f"ocr-relay dev: {exc}", file=sys.stderr)
-            return 1
-        env["REDIS_URL"] = private_redis.url
-        _say(
-            "dev",
-            f"started a private Redis at {private_redis.url} "
-            f"(pid {private_redis.pid}, data in {private_redis.data_dir})",
-        )
+class _Plan(NamedTuple):
+    """What dev runs: environment overrides for the children, their command lines, the banner."""
 
-    banner = [
-        f"API:        http://127.0.0.1:{api_port}",
-        f"OpenAPI:    http://127.0.0.1:{api_port}/schema",
-    ]
-    specs: list[tuple[str, list[str]]] = []
-    if not settings.monite_has_credentials:
-        specs.append(("simulator", _command("simulator", "--port", str(simulator_port))))
-        env["MONITE_BASE_URL"] = f"http://127.0.0.1:{simulator_port}/v1"
-        env["MONITE_CLIENT_ID"] = DEV_MONITE_CLIENT_ID
-        env["MONITE_CLIENT_SECRET"] = DEV_MONITE_CLIENT_SECRET
-        banner.append(f"Simulator:  {env['MONITE_BASE_URL']} (no Monite credentials configured)")
+    env: dict[str, str]
+    commands: list[tuple[str, list[str]]]
+    banner: list[str]
+
+
+def _plan(settings: Settings, api_port: int, simulator_port: int) -> _Plan:
+    api = f"http://127.0.0.1:{api_port}"
+    plan = _Plan(env={}, commands=[], banner=[f"API:        {api}", f"OpenAPI:    {api}/schema"])
+    if settings.monite_has_credentials:
+        plan.banner.append(f"Monite:     {settings.monite_base_url}")
     else:
-        banner.append(f"Monite:     {settings.monite_base_url}")
+        plan.commands.append(("simulator", _command("simulator", "--port", str(simulator_port))))
+        plan.env["MONITE_BASE_URL"] = f"http://127.0.0.1:{simulator_port}/v1"
+        plan.env["MONITE_CLIENT_ID"] = DEV_MONITE_CLIENT_ID
+        plan.env["MONITE_CLIENT_SECRET"] = DEV_MONITE_CLIENT_SECRET
+        plan.banner.append(
+            f"Simulator:  {plan.env['MONITE_BASE_URL']} (no Monite credentials configured)"
+        )
     if not settings.callback_allowed_networks:
-        env["CALLBACK_ALLOWED_NETWORKS"] = DEV_CALLBACK_NETWORKS
+        # Callbacks in dev go to receivers on this machine, which the egress policy refuses.
+        plan.env["CALLBACK_ALLOWED_NETWORKS"] = DEV_CALLBACK_NETWORKS
     if not settings.api_keys:
         key, entry = _dev_api_key()
-        env["API_KEYS"] = entry
-        banner += [
-            f"API key:    {key}  (client 'dev', valid for this run only)",
-            f'Try:        curl -H "Authorization: Bearer {key}" '
-            f"http://127.0.0.1:{api_port}/v1/watches",
-        ]
-    specs.append(("api", _command("api", "--port", str(api_port))))
-    specs.append(("worker", _command("worker")))
+        plan.env["API_KEYS"] = entry
+        plan.banner.append(f"API key:    {key}  (client 'dev', valid for this run only)")
+        plan.banner.append(f'Try:        curl -H "Authorization: Bearer {key}" {api}/v1/watches')
+    plan.commands.append(("api", _command("api", "--port", str(api_port))))
+    plan.commands.append(("worker", _command("worker")))
+    return plan
 
-    children: list[_Child] = []
-    with _stop_signals() as stop:
-        try:
-            for name, argv in specs:
-                children.append(_Child(name, argv, env))
-                _say("dev", f"started {name} (pid {children[-1].process.pid})")
-            return _supervise(children, stop, f"http://127.0.0.1:{api_port}/health/ready", banner)
-        finally:
-            # SIGTERM to all first so they shut down in parallel, then wait for each.
-            for child in children:
-                if child.process.poll() is None:
-                    child.process.terminate()
-            for child in children:
-                child.stop()
-            if private_redis is not None:
-                private_redis.stop()
-            _say("dev", "stopped")
+
+def _stop_children(children: list[_Child]) -> None:
+    # SIGTERM to all first so they shut down in parallel, then wait for each.
+    for child in children:
+        if child.process.poll() is None:
+            child.process.terminate()
+    for child in children:
+        child.stop()
+
+
+def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
+    """Run the dev stack until Ctrl-C/SIGTERM (exit 0) or until a child dies (exit 1)."""
+    with _stop_signals() as stop, contextlib.ExitStack() as cleanup:
+        # Callbacks run last-in first-out: children stop before the Redis they use.
+        cleanup.callback(_say, "dev", "stopped")
+        env = dict(os.environ)
+        if not redis_reachable(settings.redis_url):
+            private_redis = RedisServer(DEV_DATA_DIR / "redis")
+            try:
+                private_redis.start()
+            except RuntimeError as exc:
+                print(f"ocr-relay dev: {exc}", file=sys.stderr)
+                return 1
+            cleanup.callback(private_redis.stop)
+            env["REDIS_URL"] = private_redis.url
+            _say(
+                "dev",
+                f"started a private Redis at {private_redis.url} "
+                f"(pid {private_redis.pid}, data in {private_redis.data_dir})",
+            )
+        plan = _plan(settings, api_port, simulator_port)
+        env.update(plan.env)
+        children: list[_Child] = []
+        cleanup.callback(_stop_children, children)
+        for name, argv in plan.commands:
+            children.append(_Child(name, argv, env))
+            _say("dev", f"started {name} (pid {children[-1].process.pid})")
+        return _supervise(children, stop, f"http://127.0.0.1:{api_port}/health/ready", plan.banner)
 
 
 def _supervise(

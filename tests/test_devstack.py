@@ -30,6 +30,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _answers_ready(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class DevStack:
     """``ocr-relay dev`` as a subprocess on free ports.
 
@@ -73,11 +80,9 @@ class DevStack:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"dev exited early:\n{self.output()}"
-            try:
-                if httpx.get(f"{self.api}/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            # Ready means both: the API says so and dev has printed its banner.
+            if "ocr-relay dev is ready" in self.output() and _answers_ready(self.api):
+                return
             time.sleep(0.2)
         pytest.fail(f"dev was not ready within {READY_TIMEOUT_S} s:\n{self.output()}")
 
