@@ -30,6 +30,7 @@ ensure_venv() {
   wanted="$("$VENV/bin/python" -c 'import hashlib, sys
 print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$ROOT/pyproject.toml")"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "Installing ocr-relay and its dev dependencies into .venv ..." >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]"
     echo "$wanted" >"$stamp"
   fi
