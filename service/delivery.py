@@ -8,7 +8,6 @@ the delivery job stores and acts on. Deciding when to try again is the job's bus
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import aiohttp
 import httpx
 import msgspec
 
+from service.domain.backoff import parse_retry_after
 from service.domain.signing import signature_header
 from service.egress import CallbackClient, CallbackRefused
 
@@ -43,26 +43,6 @@ class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
     response_excerpt: str | None
     outcome: Outcome
     retry_after_s: float | None = None
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta seconds or HTTP-date), or None."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
-    if seconds != seconds or seconds == float("inf"):
-        return None
-    return max(0.0, seconds)
 
 
 def classify_status(status_code: int) -> Outcome:

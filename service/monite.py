@@ -12,7 +12,6 @@ dropped (only if nobody has replaced it yet) and the call is retried once with a
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import logging
 import math
@@ -20,6 +19,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
 
 import httpx
@@ -27,6 +27,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from service import metrics
+from service.domain.backoff import parse_retry_after
 from service.keys import Keys
 from service.ratelimit import Priority, RateBudget, RateBudgetTimeout
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
@@ -611,18 +612,7 @@ def _message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds (delta seconds or an HTTP date), or None when absent/garbled."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
+    return parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -18,8 +18,8 @@ from service.delivery import (
     DeliveryAttempt,
     attempt_delivery,
     classify_status,
-    parse_retry_after,
 )
+from service.domain.backoff import parse_retry_after
 from service.domain.signing import generate_secret, verify_signature
 from service.egress import CallbackClient, build_callback_client
 from service.settings import Settings

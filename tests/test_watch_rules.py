@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 
@@ -89,3 +90,12 @@ def test_delivery_schedule_runs_out() -> None:
 
 def test_delivery_delay_honours_retry_after() -> None:
     assert (backoff.next_delivery_delay((0.0, 1.0), 1, retry_after_s=120.0) or 0) >= 120.0
+
+
+def test_retry_after_reads_seconds_and_http_dates_and_clamps() -> None:
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    assert backoff.parse_retry_after("7", now) == 7.0
+    assert backoff.parse_retry_after("Wed, 25 Nov 2026 12:00:30 GMT", now) == 30.0
+    assert backoff.parse_retry_after("soon", now) is None
+    assert backoff.parse_retry_after("-3", now) == 0.0
+    assert backoff.parse_retry_after("99999999", now) == backoff.MAX_RETRY_AFTER_S

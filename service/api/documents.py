@@ -36,6 +36,8 @@ _MAGIC: Final = {
     b"\xff\xd8\xff": "image/jpeg",
 }
 _MAX_FILENAME: Final = 255
+# A client waits at most this long for Monite's shared rate budget, then gets 503 + Retry-After.
+_BUDGET_WAIT_S: Final = 5.0
 
 
 class _Fields(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +81,7 @@ class DocumentController(Controller):
                 upload[2],
                 fields.document_type,
                 fields.entity_id,
+                max_wait_s=_BUDGET_WAIT_S,
             )
         elif content_type.startswith("application/json"):
             try:
@@ -101,7 +104,7 @@ class DocumentController(Controller):
             await checked_callback(services, fields.callback_url)
             encode_metadata(fields.metadata)
             result = await services.monite.create_task_from_url(
-                data.file_url, data.document_type, fields.entity_id
+                data.file_url, data.document_type, fields.entity_id, max_wait_s=_BUDGET_WAIT_S
             )
         else:
             raise HTTPException(

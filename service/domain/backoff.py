@@ -6,8 +6,11 @@ is "equal jitter" (half fixed, half random) so that a delay never collapses to z
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Final
 
 # Attempts on a callback answering 3xx/4xx (not 410, not 429): a typo in the receiver's route should
@@ -15,6 +18,31 @@ from typing import Final
 CLIENT_ERROR_ATTEMPTS: Final = 3
 # Delay between network/5xx retries of Monite polls grows from 1 s up to this cap.
 UPSTREAM_ERROR_CAP_S: Final = 60.0
+# A Retry-After beyond this is treated as this: a bogus header must not park work for days.
+MAX_RETRY_AFTER_S: Final = 3600.0
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta seconds or HTTP-date), or None.
+
+    Garbled values are None; values are clamped to ``0 … MAX_RETRY_AFTER_S``.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def jittered(delay_s: float, rng: random.Random | None = None, spread: float = 0.2) -> float:
