@@ -26,6 +26,7 @@ from service.domain import backoff
 from service.domain.watch import Failure, Watch, WatchState
 from service.egress import CallbackClient
 from service.queue import Queue
+from service.sealing import Sealer
 from service.settings import Settings
 from service.store import LoggedAttempt, Store, now_utc
 
@@ -45,6 +46,7 @@ class Dispatcher:
         self.store = store
         self.queue = queue
         self.client = client
+        self.sealer = Sealer.from_settings(settings)
 
     async def deliver(self, watch_id: str) -> LoggedAttempt | Busy | None:
         """Make the next attempt of the watch's current series, if it is due one.
@@ -84,7 +86,7 @@ class Dispatcher:
             url=watch.callback_url,
             event_id=event.id,
             body=event.body,
-            secrets=watch.active_secrets(started),
+            secrets=self.sealer.unseal_all(watch.active_secrets(started)),
             timeout_s=self.settings.delivery_timeout_s,
         )
         return await self._record(watch, event.id, result)

@@ -7,6 +7,8 @@ which the CLI turns into a one-line message and exit code 2.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import ipaddress
 import os
@@ -19,6 +21,8 @@ import msgspec
 # Credentials the built-in simulator accepts when none are configured (documented in the README).
 DEV_MONITE_CLIENT_ID: Final = "6f0e3a4c-5d1b-4c8e-9a7f-0d2b1e3c4a5f"
 DEV_MONITE_CLIENT_SECRET: Final = "simulator-secret"  # noqa: S105 - public dev default, not a secret
+
+SECRETS_KEY_BYTES: Final = 32
 
 DEFAULT_POLL_SCHEDULE: Final = (1.0, 2.0, 3.0, 5.0, 7.5, 11.25, 16.9, 25.3, 38.0, 57.0, 60.0)
 DEFAULT_DELIVERY_SCHEDULE: Final = (0.0, 5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0)
@@ -66,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watch_retention_s: int = 30 * 86400
     api_rate_limit_per_minute: int = 600
     max_upload_bytes: int = 20 * 1024 * 1024
+    # AES-256 keys sealing webhook secrets at rest: the first seals, all unseal (key rotation).
+    secrets_key: tuple[bytes, ...] = ()
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
@@ -112,7 +118,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
 
-_SECRET_FIELDS: Final = ("monite_client_secret", "monite_token", "monite_webhook_secret")
+_SECRET_FIELDS: Final = (
+    "monite_client_secret",
+    "monite_token",
+    "monite_webhook_secret",
+    "secrets_key",
+)
 
 
 def _redis_url(raw: str) -> str:
@@ -212,6 +223,24 @@ def parse_api_keys(raw: str) -> tuple[ApiClient, ...]:
     return tuple(clients)
 
 
+def _secrets_keys(raw: str) -> tuple[bytes, ...]:
+    # Messages name the position only: the value is a key and must not reach a log line.
+    keys: list[bytes] = []
+    for position, part in enumerate(_csv(raw), start=1):
+        try:
+            key = base64.b64decode(part, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"key #{position} is not base64") from None
+        if len(key) != SECRETS_KEY_BYTES:
+            raise ValueError(
+                f"key #{position} must be {SECRETS_KEY_BYTES} bytes of base64, got {len(key)}"
+            )
+        if key in keys:
+            raise ValueError(f"key #{position} is listed twice")
+        keys.append(key)
+    return tuple(keys)
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -256,5 +285,6 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "WATCH_RETENTION_S": ("watch_retention_s", _positive_int),
     "API_RATE_LIMIT_PER_MINUTE": ("api_rate_limit_per_minute", _positive_int),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", _positive_int),
+    "SECRETS_KEY": ("secrets_key", _secrets_keys),
     "LOG_LEVEL": ("log_level", _log_level),
 }

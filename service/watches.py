@@ -16,6 +16,7 @@ from service.domain.signing import generate_secret
 from service.domain.watch import SigningSecret, Watch, WatchState, can_redeliver
 from service.ids import new_id
 from service.queue import Queue
+from service.sealing import Sealer
 from service.store import CreateResult, Store, group_of, now_utc, to_ms
 
 # How long the previous secret keeps signing after a rotation (receivers roll out the new one).
@@ -51,9 +52,10 @@ class NotAllowed(Exception):
 class WatchService:
     """The operations of the API on watches."""
 
-    def __init__(self, store: Store, queue: Queue) -> None:
+    def __init__(self, store: Store, queue: Queue, sealer: Sealer) -> None:
         self.store = store
         self.queue = queue
+        self.sealer = sealer
 
     async def register(self, reg: Registration) -> Registered:
         """Create a watch and schedule its first poll, or return the existing identical one."""
@@ -66,7 +68,7 @@ class WatchService:
             entity_id=reg.entity_id,
             callback_url=reg.callback_url,
             metadata_json=reg.metadata_json,
-            secrets=(SigningSecret(value=reg.secret or generated or ""),),
+            secrets=(SigningSecret(value=self.sealer.seal(reg.secret or generated or "")),),
             include_raw=reg.include_raw,
             created_at=now,
             updated_at=now,
@@ -152,7 +154,7 @@ class WatchService:
                 for s in w.secrets
                 if s.expires_at is None or s.expires_at > now
             )
-            w.secrets = (SigningSecret(value=new_secret), *kept)
+            w.secrets = (SigningSecret(value=self.sealer.seal(new_secret)), *kept)
             return w
 
         updated = await self.store.update(watch_id, mutate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from service.settings import ENV_VARS, Settings, SettingsError
 
 DIGEST_A = hashlib.sha256(b"key-a").hexdigest()
 DIGEST_B = hashlib.sha256(b"key-b").hexdigest()
+SEAL_KEY_A = bytes(range(32))
+SEAL_KEY_B = bytes(range(32, 64))
+SEAL_B64_A = base64.b64encode(SEAL_KEY_A).decode()
+SEAL_B64_B = base64.b64encode(SEAL_KEY_B).decode()
 
 # (variable, raw value, Settings field value it must produce)
 GOOD: list[tuple[str, str, Any]] = [
@@ -36,6 +41,8 @@ GOOD: list[tuple[str, str, Any]] = [
     ("WATCH_RETENTION_S", "604800", 604800),
     ("API_RATE_LIMIT_PER_MINUTE", "60", 60),
     ("MAX_UPLOAD_BYTES", "1048576", 1048576),
+    ("SECRETS_KEY", SEAL_B64_A, (SEAL_KEY_A,)),
+    ("SECRETS_KEY", f"{SEAL_B64_B}, {SEAL_B64_A}", (SEAL_KEY_B, SEAL_KEY_A)),
     ("LOG_LEVEL", "debug", "DEBUG"),
 ]
 
@@ -73,6 +80,9 @@ BAD: list[tuple[str, str]] = [
     ("WATCH_RETENTION_S", "-5"),
     ("API_RATE_LIMIT_PER_MINUTE", "many"),
     ("MAX_UPLOAD_BYTES", "-1"),
+    ("SECRETS_KEY", "not base64!"),
+    ("SECRETS_KEY", base64.b64encode(bytes(16)).decode()),
+    ("SECRETS_KEY", f"{SEAL_B64_A},{SEAL_B64_A}"),
     ("LOG_LEVEL", "verbose"),
 ]
 
@@ -180,6 +190,7 @@ def test_repr_and_str_hide_every_secret() -> None:
         "MONITE_TOKEN": "s3cret-token-value",
         "MONITE_WEBHOOK_SECRET": "s3cret-webhook-value",
         "API_KEYS": f"billing:sha256:{DIGEST_A}",
+        "SECRETS_KEY": SEAL_B64_A,
     }
     settings = Settings.from_env(secrets)
     for text in (repr(settings), str(settings), repr(settings.api_keys)):
@@ -187,5 +198,17 @@ def test_repr_and_str_hide_every_secret() -> None:
             assert hidden not in text
         assert DIGEST_A not in text
         assert repr(bytes.fromhex(DIGEST_A)) not in text
+        assert SEAL_B64_A not in text
+        assert repr(SEAL_KEY_A) not in text
     assert "billing" in repr(settings)
     assert "monite_client_secret='<set>'" in repr(settings)
+    assert "secrets_key='<set>'" in repr(settings)
+
+
+def test_a_bad_secrets_key_error_does_not_echo_the_value() -> None:
+    almost = base64.b64encode(b"k" * 31).decode()
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"SECRETS_KEY": f"{SEAL_B64_A},{almost}"})
+    assert "key #2" in str(caught.value)
+    assert almost not in str(caught.value)
+    assert SEAL_B64_A not in str(caught.value)

@@ -26,6 +26,7 @@ from service.egress import CallbackPolicy
 from service.keys import Keys
 from service.monite import MoniteClient, build_monite_http
 from service.queue import Queue, connect
+from service.sealing import Sealer
 from service.settings import Settings
 from service.store import Store
 from service.watches import WatchService
@@ -57,7 +58,7 @@ def create_app(settings: Settings) -> Litestar:
             keys=keys,
             store=store,
             queue=queue,
-            watches=WatchService(store, queue),
+            watches=WatchService(store, queue, Sealer.from_settings(settings)),
             monite=MoniteClient(settings, redis, http, keys),
             policy=CallbackPolicy.from_settings(settings),
         )
