@@ -103,7 +103,9 @@ class Simulator:
 
     def complete(self, task: Task, outcome: Outcome | None) -> None:
         """Finish a task now, with ``outcome`` or its planned one (``never`` means success)."""
-        task.finished_at = time.time()
+        now = time.time()
+        if task.finished_at is None or task.finished_at > now:
+            task.finished_at = now
         if outcome is not None and outcome != "never":
             task.outcome = outcome
         self._schedule_webhook(task, 0.0)
