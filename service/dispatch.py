@@ -21,6 +21,7 @@ from typing import Final
 
 import msgspec
 
+from service import metrics
 from service.delivery import DeliveryAttempt, attempt_delivery
 from service.domain import backoff
 from service.domain.watch import Failure, Watch, WatchState
@@ -109,6 +110,8 @@ class Dispatcher:
             next_attempt_at=next_at,
         )
         await self.store.log_attempt(watch.id, logged)
+        metrics.DELIVERY_ATTEMPTS.labels(result.outcome).inc()
+        metrics.DELIVERY_LATENCY.observe(result.latency_ms / 1000)
 
         def settle(w: Watch) -> Watch | None:
             if w.delivery_series != series:

@@ -6,9 +6,12 @@ tokens, ids of tasks or watches, or URLs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY: Final = CollectorRegistry()
 
@@ -43,3 +46,55 @@ MONITE_BATCH_SIZE: Final = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100),
     registry=REGISTRY,
 )
+
+# -- polling and delivery (in the worker that did them) ----------------------------------------
+POLLS: Final = Counter(
+    "ocr_relay_polls",
+    "Watches polled, by what the poll found: processing, success, error, not_found, "
+    "rate_limited, unavailable, unauthorized, invalid_payload, deadline.",
+    ("result",),
+    registry=REGISTRY,
+)
+DELIVERY_ATTEMPTS: Final = Counter(
+    "ocr_relay_delivery_attempts",
+    "Callback delivery attempts by outcome: delivered, retry, gone, rejected, refused.",
+    ("outcome",),
+    registry=REGISTRY,
+)
+DELIVERY_LATENCY: Final = Histogram(
+    "ocr_relay_delivery_latency_seconds",
+    "Time from sending an event to the callback's answer (or the error).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+EVENT_LAG: Final = Histogram(
+    "ocr_relay_event_lag_seconds",
+    "Time from Monite finishing a task (its updated_at) to ocr-relay storing the event.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+    registry=REGISTRY,
+)
+
+
+class WatchCounts(Collector):
+    """Cluster-wide watch counts, read from Redis by the API just before each scrape."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        """``ocr_relay_watches{state}`` now, and ``ocr_relay_watch_states_entered_total{state}``."""
+        current = GaugeMetricFamily(
+            "ocr_relay_watches", "Watches in each state now (all processes).", labels=["state"]
+        )
+        entered = CounterMetricFamily(
+            "ocr_relay_watch_states_entered",
+            "Times a watch entered each state (all processes).",
+            labels=["state"],
+        )
+        for key, value in sorted(self._counts.items()):
+            kind, _, state = key.partition(":")
+            family = current if kind == "current" else entered if kind == "entered" else None
+            if family is not None:
+                family.add_metric([state], value)
+        yield current
+        yield entered

@@ -20,6 +20,7 @@ from typing import Final
 
 import msgspec
 
+from service import metrics
 from service.domain import backoff
 from service.domain.events import encode_event, failed_event, recognized_event
 from service.domain.monite_models import OcrTask, decode_task, is_terminal
@@ -107,6 +108,7 @@ class Poller:
     async def _expire_if_late(self, watch: Watch) -> bool:
         if watch.deadline_at > now_utc():
             return False
+        metrics.POLLS.labels("deadline").inc()
         await self._finish_failed(
             watch, "deadline_exceeded", _FAILURE_MESSAGES["deadline_exceeded"]
         )
@@ -153,6 +155,8 @@ class Poller:
 
     async def _apply(self, group: str, watch: Watch, answer: MoniteResult) -> None:
         ctx = {"watch_id": watch.id, "task_id": watch.task_id}
+        if not isinstance(answer, MoniteOk):
+            metrics.POLLS.labels(_RESULT_LABELS[type(answer)]).inc()
         if isinstance(answer, MoniteOk):
             await self._apply_task(group, watch, answer.body)
         elif isinstance(answer, MoniteNotFound):
@@ -173,10 +177,12 @@ class Poller:
         try:
             task = decode_task(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            metrics.POLLS.labels("invalid_payload").inc()
             await self._finish_failed(
                 watch, "invalid_payload", f"Monite's task could not be decoded: {exc}"
             )
             return
+        metrics.POLLS.labels(task.status if task.status in _KNOWN else "unknown").inc()
         if not is_terminal(task.status):
             if task.status != "processing":
                 log.warning(
@@ -244,6 +250,7 @@ class Poller:
             at=now_utc(),
         )
         await self._hand_to_delivery(watch, event.type, encode_event(event), None, task.status)
+        metrics.EVENT_LAG.observe(max(0.0, (now_utc() - task.updated_at).total_seconds()))
 
     async def _finish_failed(
         self, watch: Watch, code: FailureCode, message: str, *, status: str | None = None
@@ -309,6 +316,16 @@ class Poller:
             await self.store.drop_group_if_empty(group)
             return
         await self.queue.schedule_round(group, max(earliest, wall_ms()), after_slot=slot)
+
+
+_RESULT_LABELS: Final[dict[type, str]] = {
+    MoniteNotFound: "not_found",
+    MoniteRateLimited: "rate_limited",
+    MoniteUnauthorized: "unauthorized",
+    MoniteUnavailable: "unavailable",
+    MoniteRejected: "unavailable",
+}
+_KNOWN: Final = frozenset({"processing", "success", "error"})
 
 
 class _TaskHead(msgspec.Struct):

@@ -72,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_upload_bytes: int = 20 * 1024 * 1024
     # AES-256 keys sealing webhook secrets at rest: the first seals, all unseal (key rotation).
     secrets_key: tuple[bytes, ...] = ()
+    worker_metrics_port: int = 0
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
@@ -162,6 +163,13 @@ def _positive_int(raw: str) -> int:
         raise ValueError(f"expected a whole number, got {raw!r}") from None
     if value <= 0:
         raise ValueError(f"expected a positive whole number, got {raw!r}")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 65535:
+        raise ValueError(f"expected a TCP port (1-65535), got {raw!r}")
     return value
 
 
@@ -286,5 +294,6 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "API_RATE_LIMIT_PER_MINUTE": ("api_rate_limit_per_minute", _positive_int),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", _positive_int),
     "SECRETS_KEY": ("secrets_key", _secrets_keys),
+    "WORKER_METRICS_PORT": ("worker_metrics_port", _port),
     "LOG_LEVEL": ("log_level", _log_level),
 }

@@ -13,8 +13,9 @@ from typing import Any, Final
 
 from arq import cron
 from arq.worker import Function, Worker, func
+from prometheus_client import start_http_server
 
-from service import logs
+from service import logs, metrics
 from service.dispatch import Dispatcher
 from service.egress import build_callback_client
 from service.keys import Keys
@@ -35,6 +36,10 @@ RECONCILE_EVERY_S: Final = 5
 async def startup(ctx: dict[str, Any]) -> None:
     """Build the per-process clients and services the jobs use."""
     settings: Settings = ctx["settings"]
+    if settings.worker_metrics_port and not ctx.get("metrics_served"):
+        # Several jobs share this process's registry; Prometheus scrapes each worker here.
+        start_http_server(settings.worker_metrics_port, registry=metrics.REGISTRY)
+        ctx["metrics_served"] = True
     keys = Keys(settings.key_prefix)
     redis = ctx["redis"]
     store = Store(redis, keys, settings.watch_retention_s)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 
 from service import metrics
@@ -49,6 +50,15 @@ async def health_ready(state: State) -> Response[Health]:
 
 
 @get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
-async def metrics_endpoint() -> Response[bytes]:
-    """Prometheus text exposition of this process's metrics."""
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics_endpoint(state: State) -> Response[bytes]:
+    """This process's metrics, plus watch counts by state for the whole deployment.
+
+    Workers export their own (polls, deliveries, Monite requests) on ``WORKER_METRICS_PORT``.
+    """
+    services: Services = state.services
+    cluster = CollectorRegistry(auto_describe=False)
+    # The process's own metrics are still worth a scrape while Redis is away.
+    with contextlib.suppress(RedisError, OSError):
+        cluster.register(metrics.WatchCounts(await services.store.state_counts()))
+    body = generate_latest(metrics.REGISTRY) + generate_latest(cluster)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
