@@ -1,4 +1,4 @@
-"""Prometheus metrics: the API's scrape shows cluster-wide watch counts; workers count their work."""
+"""Prometheus metrics: the API scrape shows cluster-wide watch counts; workers count their work."""
 
 from __future__ import annotations
 
