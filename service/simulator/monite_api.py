@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -47,20 +47,29 @@ def provide_caller(request: AnyRequest) -> Caller:
     return caller
 
 
-def _credentials_ok(sim: Simulator, client_id: str, client_secret: str) -> bool:
-    id_ok = hmac.compare_digest(client_id.encode(), sim.config.client_id.encode())
-    secret_ok = hmac.compare_digest(client_secret.encode(), sim.config.client_secret.encode())
-    return id_ok and secret_ok
+Credentialed = TypeVar("Credentialed", TokenRequest, RevokeRequest)
+
+
+async def _with_credentials(
+    request: AnyRequest, sim: Simulator, into: type[Credentialed]
+) -> Credentialed | Response[bytes]:
+    """The decoded body if it carries the configured client credentials; else 422 or 401."""
+    payload = decode_body(await request.body(), into)
+    if isinstance(payload, Response):
+        return payload
+    id_ok = hmac.compare_digest(payload.client_id.encode(), sim.config.client_id.encode())
+    secret_ok = hmac.compare_digest(
+        payload.client_secret.encode(), sim.config.client_secret.encode()
+    )
+    return payload if id_ok and secret_ok else error_response(401, "Wrong client credentials")
 
 
 @post("/auth/token", name="post_auth_token", opt={PUBLIC_OPT: True})
 async def post_auth_token(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Issue a partner (``client_credentials``) or entity-user (``entity_user``) token."""
-    payload = decode_body(await request.body(), TokenRequest)
+    payload = await _with_credentials(request, sim, TokenRequest)
     if isinstance(payload, Response):
         return payload
-    if not _credentials_ok(sim, payload.client_id, payload.client_secret):
-        return error_response(401, "Wrong client credentials")
     user = None
     if payload.grant_type == "entity_user":
         if payload.entity_user_id is None:
@@ -78,11 +87,9 @@ async def post_auth_token(request: AnyRequest, sim: SimulatorDep) -> Response[by
 @post("/auth/revoke", name="post_auth_revoke", opt={PUBLIC_OPT: True})
 async def post_auth_revoke(request: AnyRequest, sim: SimulatorDep) -> Response[bytes]:
     """Revoke one token."""
-    payload = decode_body(await request.body(), RevokeRequest)
+    payload = await _with_credentials(request, sim, RevokeRequest)
     if isinstance(payload, Response):
         return payload
-    if not _credentials_ok(sim, payload.client_id, payload.client_secret):
-        return error_response(401, "Wrong client credentials")
     sim.tokens.revoke(payload.token)
     return json_response(MessageBody("Token revoked"))
 
