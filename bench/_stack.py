@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,11 @@ from aiohttp import web
 from service.devstack import RedisServer, free_port
 from service.keys import Keys
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET
+from service.simulator import SimulatorControl
+from service.simulator.state import Counters
 
+# The checkout this file belongs to: its service code runs in the children, whatever is installed.
+ROOT: Final = Path(__file__).resolve().parent.parent
 ENTITY_PREFIX: Final = "00000000-0000-4000-8000-"
 _STOP_TIMEOUT_S: Final = 10.0
 _START_TIMEOUT_S: Final = 30.0
@@ -65,6 +70,7 @@ class Child:
         self.process = subprocess.Popen(
             argv,
             env=dict(env),
+            cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -101,6 +107,9 @@ class Child:
 class Stack:
     """Private Redis, simulator, API and workers on loopback; everything stops on ``__exit__``.
 
+    Their logs and Redis data live in a temporary directory, removed after a clean run and kept
+    (its path printed) after a failure.
+
     ``start_simulator`` first (its URL goes into the service's environment), then ``start_api``
     and ``start_workers``. ``env`` holds what the service processes share.
     """
@@ -111,9 +120,12 @@ class Stack:
         self.api_key, api_keys_entry = new_api_key()
         self.redis = RedisServer(self.dir / "redis", appendonly=False)
         self.simulator_url = ""
-        self.api_url = ""
+        # Known before anything starts, so the simulator can be told where to push.
+        self._api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self._api_port}"
         self.env: dict[str, str] = {
             **os.environ,
+            "PYTHONPATH": str(ROOT),
             "REDIS_URL": self.redis.url,
             "REDIS_KEY_PREFIX": "bench:",
             "API_KEYS": api_keys_entry,
@@ -139,6 +151,10 @@ class Stack:
         for child in reversed(self.children):
             child.wait()
         self.redis.stop()
+        if exc_type is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print(f"logs of the stack: {self.dir}", file=sys.stderr)
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> Child:
         child = Child(
@@ -159,10 +175,9 @@ class Stack:
         return self.simulator_url
 
     def start_api(self, extra: Mapping[str, str]) -> str:
-        """Start ``ocr-relay api`` with the shared environment and ``extra``; returns its URL."""
-        port = free_port()
-        child = self._spawn("api", ["api", "--port", str(port)], {**self.env, **extra})
-        self.api_url = f"http://127.0.0.1:{port}"
+        """Start ``ocr-relay api`` at ``api_url`` with the shared environment and ``extra``."""
+        args = ["api", "--port", str(self._api_port)]
+        child = self._spawn("api", args, {**self.env, **extra})
         _wait_http(child, f"{self.api_url}/health/ready")
         return self.api_url
 
@@ -289,7 +304,36 @@ class Receiver:
         return web.Response(status=200)
 
 
-# --- driving the API ---------------------------------------------------------------------------
+# --- driving the simulator and the API ---------------------------------------------------------
+
+
+async def create_tasks(
+    sim: SimulatorControl, entities: list[str], size: int, low_s: float, high_s: float
+) -> tuple[list[tuple[str, str]], float]:
+    """Create ``size`` tasks round-robin over ``entities``, finishing ``low_s``-``high_s`` from now.
+
+    Returns ``(task_id, entity_id)`` pairs and the monotonic time by which all have finished.
+    """
+    await sim.configure(task_duration_s=[low_s, high_s])
+    finish_by = time.monotonic() + high_s
+    count = len(entities)
+    per_entity = [size // count + (n < size % count) for n in range(count)]
+    created: list[tuple[str, str]] = []
+    for entity, share in zip(entities, per_entity, strict=True):
+        if share:
+            ids = await sim.create_tasks(share, entity_id=entity, duration_s=None)
+            created += [(task_id, entity) for task_id in ids]
+    return created, finish_by
+
+
+def monite_totals(counters: Counters) -> tuple[int, int, int]:
+    """(requests, 429s, highest requests in any 1-second window) over the simulator's clients."""
+    clients = counters.clients.values()
+    return (
+        sum(c.requests for c in clients),
+        sum(c.throttled for c in clients),
+        max((c.peak_per_second for c in clients), default=0),
+    )
 
 
 async def register_watches(

@@ -38,7 +38,9 @@ import msgspec
 from _stack import (
     Receiver,
     Stack,
+    create_tasks,
     entity_ids,
+    monite_totals,
     percentile,
     register_watches,
     run_main,
@@ -47,7 +49,6 @@ from _stack import (
 )
 
 from service.simulator import SimulatorConfig, SimulatorControl
-from service.simulator.state import Counters
 
 FRESH_S: Final = 5.0
 DURATION_S: Final = (5.0, 20.0)
@@ -179,23 +180,6 @@ class PerTaskPoller:
         heapq.heappush(self._due, (again, task_id, entity))
 
 
-async def create_tasks(
-    sim: SimulatorControl, entities: list[str], size: int, ahead_s: float
-) -> tuple[list[tuple[str, str]], float]:
-    """Create ``size`` tasks round-robin over ``entities`` that finish ``ahead_s`` + 5-20 s
-    from now; returns ``(task_id, entity)`` pairs and the monotonic time all have finished by."""
-    low, high = ahead_s + DURATION_S[0], ahead_s + DURATION_S[1]
-    await sim.configure(task_duration_s=[low, high])
-    finish_by = time.monotonic() + high
-    per_entity = [size // len(entities) + (n < size % len(entities)) for n in range(len(entities))]
-    created: list[tuple[str, str]] = []
-    for entity, count in zip(entities, per_entity, strict=True):
-        if count:
-            ids = await sim.create_tasks(count, entity_id=entity, duration_s=None)
-            created += [(task_id, entity) for task_id in ids]
-    return created, finish_by
-
-
 def _sim_env(args: argparse.Namespace) -> dict[str, str]:
     return {
         "SIM_RATE_LIMIT": str(args.sim_rate_limit),
@@ -210,15 +194,6 @@ def _service_env(args: argparse.Namespace) -> dict[str, str]:
         "POLL_SCHEDULE_S": args.poll_schedule,
         "API_RATE_LIMIT_PER_MINUTE": "100000000",
     }
-
-
-def _totals(counters: Counters) -> tuple[int, int, int]:
-    clients = counters.clients.values()
-    return (
-        sum(c.requests for c in clients),
-        sum(c.throttled for c in clients),
-        max((c.peak_per_second for c in clients), default=0),
-    )
 
 
 def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -257,8 +232,13 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
             while len(registered_at) < size:
                 done = len(registered_at)
                 rate = done / (time.monotonic() - started) if done else FIRST_GUESS_PER_S
+                ahead_s = (size - done) / rate
                 chunk, chunk_finish_by = await create_tasks(
-                    sim, entities, min(args.chunk, size - done), (size - done) / rate
+                    sim,
+                    entities,
+                    min(args.chunk, size - done),
+                    ahead_s + DURATION_S[0],
+                    ahead_s + DURATION_S[1],
                 )
                 finish_by = max(finish_by, chunk_finish_by)
                 await register_watches(
@@ -273,7 +253,7 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
                 within_s=finish_by + args.settle - time.monotonic(),
                 check=stack.check_alive,
             )
-            requests, throttled, peak = _totals(await sim.counters())
+            requests, throttled, peak = monite_totals(await sim.counters())
             arrivals = list(receiver.arrivals.values())
         cpu_after = _cpu_seconds(stack.pids())
     late = {
@@ -302,11 +282,11 @@ async def run_per_task(args: argparse.Namespace, size: int) -> RunResult:
         async with httpx.AsyncClient(timeout=60.0) as http:
             sim = SimulatorControl(stack.simulator_url, SimulatorConfig(), http)
             started = time.monotonic()
-            tasks, finish_by = await create_tasks(sim, entity_ids(args.entities), size, 0.0)
+            tasks, finish_by = await create_tasks(sim, entity_ids(args.entities), size, *DURATION_S)
             setup_s = time.monotonic() - started
             poller = PerTaskPoller(sim, http, await sim.token(), args.budget)
             await poller.run(tasks, interval_s=args.interval, until=finish_by + args.settle)
-            requests, throttled, peak = _totals(await sim.counters())
+            requests, throttled, peak = monite_totals(await sim.counters())
             stack.check_alive()
         cpu_after = _cpu_seconds(stack.pids())
     return RunResult(
