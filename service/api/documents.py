@@ -16,7 +16,7 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException
 
 from service.api.deps import DEPENDENCIES, ClientDep, ServicesDep
-from service.api.errors import InvalidField
+from service.api.errors import AUTHENTICATED, InvalidField, problem_responses
 from service.api.schemas import MAX_DEADLINE_S, DocumentType, DocumentUrlIn, WatchOut
 from service.api.watches import IdempotencyKey, checked_callback, encode_metadata, register
 from service.domain.monite_models import decode_task
@@ -61,6 +61,7 @@ class DocumentController(Controller):
         "/",
         status_code=202,
         summary="Upload a document (multipart) or give its URL (JSON); OCR it and watch the task",
+        responses=problem_responses(*AUTHENTICATED, 413, 415, 422, 502, 503),
     )
     async def submit(
         self,

@@ -13,6 +13,7 @@ from typing import Any, Final
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 log = logging.getLogger("ocr_relay.api")
@@ -124,6 +125,28 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json answers a handler may give.
+
+    Without them the schema documents only Litestar's default ``400 application/json``, and every
+    404, 422 or 429 would be an answer the published schema does not describe (schemathesis
+    checks this in ``tests/test_openapi_fuzz.py``).
+    """
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=_TITLES[status],
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+# Any authenticated request may be malformed, unauthenticated or over the client's rate limit.
+AUTHENTICATED: Final = (400, 401, 429)
+
+
 _TITLES: Final = {
     400: "Bad request",
     401: "Unauthorized",
@@ -145,4 +168,13 @@ EXCEPTION_HANDLERS: Final = {
     Exception: handle_unexpected,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "FieldError", "InvalidField", "MediaType", "Problem", "problem"]
+__all__ = [
+    "AUTHENTICATED",
+    "EXCEPTION_HANDLERS",
+    "FieldError",
+    "InvalidField",
+    "MediaType",
+    "Problem",
+    "problem",
+    "problem_responses",
+]

@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException
 
 from service.api.deps import Services
-from service.api.errors import InvalidField
+from service.api.errors import InvalidField, problem_responses
 from service.domain.signing import SignatureError, verify_monite_signature
 from service.store import group_of, wall_ms
 
@@ -43,7 +43,13 @@ class PushAccepted(msgspec.Struct, frozen=True):
     watches: int
 
 
-@post("/v1/monite/webhooks", status_code=200, tags=["monite"], summary="Monite push intake")
+@post(
+    "/v1/monite/webhooks",
+    status_code=200,
+    tags=["monite"],
+    summary="Monite push intake",
+    responses=problem_responses(400, 401, 404, 422, 429),
+)
 async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushAccepted:
     """Verify ``Monite-Signature``, drop replays, and make the task's watches poll now."""
     services: Services = state.services

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
-from service.api.errors import InvalidField
+from service.api.errors import AUTHENTICATED, InvalidField, problem_responses
 from service.api.schemas import (
     MAX_METADATA_BYTES,
     DeliveryList,
@@ -90,7 +91,15 @@ class WatchController(Controller):
     tags = ["watches"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Register a watch on a Monite OCR task")
+    @post(
+        "/",
+        status_code=201,
+        summary="Register a watch on a Monite OCR task",
+        responses={
+            200: ResponseSpec(WatchOut, description="The same watch was already registered"),
+            **problem_responses(*AUTHENTICATED, 413, 422),
+        },
+    )
     async def create(
         self,
         data: JSONBody[WatchIn],
@@ -113,7 +122,11 @@ class WatchController(Controller):
         )
         return Response(out, status_code=201 if created else 200)
 
-    @get("/", summary="List the caller's watches, newest first")
+    @get(
+        "/",
+        summary="List the caller's watches, newest first",
+        responses=problem_responses(*AUTHENTICATED, 422),
+    )
     async def list_watches(
         self,
         services: ServicesDep,
@@ -133,7 +146,11 @@ class WatchController(Controller):
             raise InvalidField("cursor", "is not a cursor this service handed out") from None
         return WatchList(items=[watch_out(w) for w in page.items], next_cursor=page.next_cursor)
 
-    @get("/{watch_id:str}", summary="A watch with its state history")
+    @get(
+        "/{watch_id:str}",
+        summary="A watch with its state history",
+        responses=problem_responses(*AUTHENTICATED, 404),
+    )
     async def read(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> WatchOut:
@@ -141,7 +158,12 @@ class WatchController(Controller):
         watch = await _owned(services, client, watch_id)
         return watch_out(watch, transitions=await services.store.transitions(watch_id))
 
-    @delete("/{watch_id:str}", status_code=200, summary="Cancel a watch")
+    @delete(
+        "/{watch_id:str}",
+        status_code=200,
+        summary="Cancel a watch",
+        responses=problem_responses(*AUTHENTICATED, 404),
+    )
     async def cancel(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> WatchOut:
@@ -151,7 +173,11 @@ class WatchController(Controller):
             raise NotFoundException(detail=_NOT_FOUND)
         return watch_out(watch)
 
-    @get("/{watch_id:str}/deliveries", summary="Delivery attempts of a watch")
+    @get(
+        "/{watch_id:str}/deliveries",
+        summary="Delivery attempts of a watch",
+        responses=problem_responses(*AUTHENTICATED, 404),
+    )
     async def deliveries(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> DeliveryList:
@@ -160,7 +186,12 @@ class WatchController(Controller):
         attempts = await services.store.attempts(watch_id)
         return DeliveryList(items=[delivery_out(a) for a in attempts])
 
-    @post("/{watch_id:str}/redeliver", status_code=202, summary="Deliver the final event again")
+    @post(
+        "/{watch_id:str}/redeliver",
+        status_code=202,
+        summary="Deliver the final event again",
+        responses=problem_responses(*AUTHENTICATED, 404, 422),
+    )
     async def redeliver(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> WatchOut:
@@ -173,7 +204,12 @@ class WatchController(Controller):
             raise NotFoundException(detail=_NOT_FOUND)
         return watch_out(watch)
 
-    @post("/{watch_id:str}/rotate-secret", status_code=200, summary="Rotate the signing secret")
+    @post(
+        "/{watch_id:str}/rotate-secret",
+        status_code=200,
+        summary="Rotate the signing secret",
+        responses=problem_responses(*AUTHENTICATED, 404),
+    )
     async def rotate_secret(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> SecretOut:
@@ -193,7 +229,12 @@ class EventController(Controller):
     tags = ["events"]
     dependencies = DEPENDENCIES
 
-    @get("/{event_id:str}", summary="The exact body of an event", media_type="application/json")
+    @get(
+        "/{event_id:str}",
+        summary="The exact body of an event",
+        media_type="application/json",
+        responses=problem_responses(*AUTHENTICATED, 404),
+    )
     async def read(
         self, event_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> Response[bytes]:
