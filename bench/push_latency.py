@@ -4,7 +4,9 @@ Run: ``.venv/bin/python bench/push_latency.py --tasks 300`` (``--help`` for the 
 
 Two runs of the same stack (private ``redis-server``, simulator, API, one worker, as real
 processes on loopback; callbacks to a receiver in this process), each with ``--tasks`` tasks of one
-entity that finish spread over ``--spread`` seconds after their watches are registered:
+entity, all watched, then finished one by one, evenly over ``--spread`` seconds, through the
+simulator's control API (``POST /_sim/tasks/{id}/complete``, which pushes at once: the simulator's
+own timer can fire a hair before a task's finish time and then drops the push):
 
 * **push**: the simulator sends ``ocr_task.finished`` (``SIM_WEBHOOK_URL`` = the API's
   ``/v1/monite/webhooks``, ``SIM_WEBHOOK_SECRET`` = its ``MONITE_WEBHOOK_SECRET``);
@@ -18,6 +20,7 @@ carries as ``source.recognized_at``) to the callback's arrival at the receiver.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Final
@@ -26,7 +29,6 @@ import httpx
 from _stack import (
     Receiver,
     Stack,
-    create_tasks,
     entity_ids,
     monite_totals,
     percentile,
@@ -39,8 +41,8 @@ from _stack import (
 from service.simulator import SimulatorConfig, SimulatorControl
 
 WEBHOOK_SECRET: Final = "whsec_bench-push-secret"  # noqa: S105 - a throwaway secret of this run
-# Tasks finish this long after their creation at the earliest: every watch is registered by then.
-LEAD_S: Final = 3.0
+# A watch whose push is lost waits for its next poll: up to 30 s + 20 % jitter.
+SETTLE_S: Final = 40.0
 HEADER: Final = [
     "mode",
     "tasks",
@@ -52,6 +54,7 @@ HEADER: Final = [
     "Monite requests",
     "429s",
     "pushes sent",
+    "pushes failed",
 ]
 
 
@@ -72,14 +75,15 @@ async def run(args: argparse.Namespace, *, push: bool) -> list[str]:
         stack.start_workers(1, service_env)
         async with Receiver() as receiver, httpx.AsyncClient(timeout=30.0) as http:
             sim = SimulatorControl(stack.simulator_url, SimulatorConfig(), http)
-            tasks, finish_by = await create_tasks(
-                sim, entity_ids(1), args.tasks, LEAD_S, LEAD_S + args.spread
+            [entity] = entity_ids(1)
+            tasks = await sim.create_tasks(args.tasks, entity_id=entity, outcome="never")
+            await register_watches(
+                stack.api_url, stack.api_key, [(t, entity) for t in tasks], receiver.url
             )
-            await register_watches(stack.api_url, stack.api_key, tasks, receiver.url)
-            # A watch whose push is lost waits for its next poll: up to 30 s + 20 % jitter.
+            await finish_evenly(sim, tasks, args.spread)
             await wait_for(
                 lambda: len(receiver.arrivals) >= args.tasks,
-                within_s=finish_by + 40.0 - time.monotonic(),
+                within_s=SETTLE_S,
                 check=stack.check_alive,
             )
             counters = await sim.counters()
@@ -93,7 +97,18 @@ async def run(args: argparse.Namespace, *, push: bool) -> list[str]:
         f"{requests}",
         f"{throttled}",
         f"{counters.webhooks.delivered}",
+        f"{counters.webhooks.failed}",
     ]
+
+
+async def finish_evenly(sim: SimulatorControl, task_ids: list[str], spread_s: float) -> None:
+    """Finish the tasks one by one, evenly over ``spread_s`` seconds."""
+    started = time.monotonic()
+    for n, task_id in enumerate(task_ids):
+        delay = started + spread_s * n / len(task_ids) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await sim.complete(task_id)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
