@@ -1,0 +1,64 @@
+"""The API's per-client rate limit (``API_RATE_LIMIT_PER_MINUTE``), counted per API key in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from service.api.app import create_app
+from service.settings import Settings
+from tests.conftest import auth
+
+LIMIT = 3
+Client = AsyncTestClient[Any]
+
+
+@pytest.fixture
+async def limited_api(service_settings: Settings, redis: Redis) -> AsyncIterator[Client]:
+    """The API with a limit of ``LIMIT`` requests per minute and client."""
+    settings = msgspec.structs.replace(service_settings, api_rate_limit_per_minute=LIMIT)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def exhaust(api: Client, client: str) -> None:
+    """Spend the whole minute's allowance of ``client``."""
+    for _ in range(LIMIT):
+        assert (await api.get("/v1/watches", headers=auth(client))).status_code == 200
+
+
+async def test_a_client_over_its_limit_gets_429_problem_with_retry_after(
+    limited_api: Client,
+) -> None:
+    await exhaust(limited_api, "alpha")
+    refused = await limited_api.get("/v1/watches", headers=auth("alpha"))
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["status"] == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+
+
+async def test_responses_tell_the_client_its_limit_and_what_is_left(limited_api: Client) -> None:
+    first = await limited_api.get("/v1/watches", headers=auth("alpha"))
+    assert int(first.headers["ratelimit-limit"]) == LIMIT
+    assert int(first.headers["ratelimit-remaining"]) == LIMIT - 1
+    assert int(first.headers["ratelimit-reset"]) <= 60
+    assert "ratelimit-policy" in first.headers
+
+
+async def test_another_client_is_not_affected_by_one_over_its_limit(limited_api: Client) -> None:
+    await exhaust(limited_api, "alpha")
+    assert (await limited_api.get("/v1/watches", headers=auth("alpha"))).status_code == 429
+    other = await limited_api.get("/v1/watches", headers=auth("beta"))
+    assert other.status_code == 200
+    assert int(other.headers["ratelimit-remaining"]) == LIMIT - 1
+
+
+async def test_health_endpoints_are_not_rate_limited(limited_api: Client) -> None:
+    for _ in range(LIMIT + 2):
+        assert (await limited_api.get("/health/live")).status_code == 200
