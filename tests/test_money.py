@@ -1,10 +1,12 @@
-"""Decimal money: reading recognized numbers, ISO 4217 exponents, rounding, minor units."""
+"""Exact money: reading recognized numbers, ISO 4217 exponents, rounding, minor units."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.domain.money import (
     currency_exponent,
@@ -16,10 +18,9 @@ from service.domain.schema import Money
 
 
 def _money(value: str, currency: str | None) -> Money:
-    unit = denomination(currency)
-    amount = unit.amount(Decimal(value))
-    assert amount is not None
-    return unit.money(amount)
+    money = denomination(currency).money(value.encode())
+    assert money is not None
+    return money
 
 
 @pytest.mark.parametrize(("code", "exponent"), [("JPY", 0), ("EUR", 2), ("KWD", 3), ("XYZ", None)])
@@ -64,9 +65,11 @@ def test_unreadable_numbers_are_refused(value: str) -> None:
     assert read_number(Decimal(value)) is None
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e15", "-999999999999999.995"])
+@pytest.mark.parametrize(
+    "value", ["NaN", "Infinity", "1e15", "-999999999999999.995", "1000000000000000"]
+)
 def test_unreadable_amounts_are_refused_in_a_known_currency(value: str) -> None:
-    assert denomination("EUR").amount(Decimal(value)) is None
+    assert denomination("EUR").money(value.encode()) is None
 
 
 def test_negligible_amount_rounds_to_zero_in_a_known_currency() -> None:
@@ -83,3 +86,71 @@ def test_zero_with_any_exponent_reads_as_zero() -> None:
 )
 def test_decimal_text_has_no_exponent_or_trailing_zeros(value: str, text: str) -> None:
     assert decimal_text(Decimal(value)) == text
+
+
+@pytest.mark.parametrize("value", ["-0.0", "-0", "0.000", "-0.001"])
+def test_negative_zero_is_plain_zero(value: str) -> None:
+    assert _money(value, "EUR") == Money(amount="0.00", minor=0, currency="EUR")
+
+
+@pytest.mark.parametrize(("value", "amount"), [("1.5e2", "150.00"), ("-2E-1", "-0.20")])
+def test_exponent_notation_is_read_exactly(value: str, amount: str) -> None:
+    assert _money(value, "EUR").amount == amount
+
+
+def test_sixteen_digit_amount_is_read_at_fifteen_digits() -> None:
+    assert _money("123456789012345.6", "EUR").amount == "123456789012346.00"
+
+
+_FIFTEEN_DIGITS = Context(prec=15, rounding=ROUND_HALF_EVEN)
+# Texts as JSON writes numbers: short and long decimals, integers, exponents, float noise.
+_json_numbers = st.one_of(
+    st.decimals(min_value=-(10**16), max_value=10**16, places=4).map(str),
+    st.decimals(min_value=-(10**6), max_value=10**6, places=17).map(str),
+    st.integers(min_value=-(10**17), max_value=10**17).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+
+
+@given(_json_numbers, st.sampled_from(["EUR", "JPY", "KWD", "CLF"]))
+def test_money_equals_decimal_read_at_fifteen_digits_rounded_half_up(
+    text: str, currency: str
+) -> None:
+    exponent = currency_exponent(currency)
+    assert exponent is not None
+    read = _FIFTEEN_DIGITS.plus(Decimal(text))
+    money = denomination(currency).money(text.encode())
+    if abs(read) >= 10**15:
+        assert money is None
+        return
+    expected = read.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+    expected = expected if expected else abs(expected)
+    assert money == Money(
+        amount=str(expected), minor=int(expected.scaleb(exponent)), currency=currency
+    )
+
+
+def test_total_is_none_when_an_amount_is_missing() -> None:
+    unit = denomination("EUR")
+    assert unit.total([_money("1.5", "EUR"), None]) is None
+
+
+def test_total_of_a_known_currency_is_in_minor_units() -> None:
+    unit = denomination("EUR")
+    assert unit.total([_money("1.5", "EUR"), _money("0.25", "EUR")]) == 175
+
+
+def test_total_of_an_unknown_currency_is_the_exact_sum() -> None:
+    unit = denomination("XYZ")
+    assert unit.total([_money("0.1", "XYZ"), _money("0.2", "XYZ")]) == Decimal("0.3")
+
+
+def test_difference_is_exact_and_rounded_like_an_amount() -> None:
+    unit = denomination("EUR")
+    due = unit.difference(_money("100", "EUR"), _money("30.5", "EUR"))
+    assert due == Money(amount="69.50", minor=6950, currency="EUR")
+
+
+def test_difference_beyond_the_range_is_refused() -> None:
+    unit = denomination("EUR")
+    assert unit.difference(_money("999999999999999", "EUR"), _money("-1", "EUR")) is None

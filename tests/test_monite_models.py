@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import typing
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -61,10 +60,19 @@ def test_every_field_we_read_exists_in_monites_sdk(ours: type[msgspec.Struct], s
     assert set(ours.__struct_fields__) <= set(sdk.model_fields)
 
 
-def test_invoice_fixture_decodes_with_exact_decimal_amounts() -> None:
+def test_invoice_fixture_decodes_amounts_as_their_json_text() -> None:
     data = decode_task(shared_fixture("monite", "ocr_task_invoice_de.json").read_bytes())
     assert isinstance(data.recognized_data, OcrInvoice)
-    assert data.recognized_data.total_amount == Decimal("1487.5")
+    assert bytes(data.recognized_data.total_amount) == b"1487.5"
+
+
+def test_absent_and_null_amounts_decode_as_null() -> None:
+    task = _invoice_task()
+    task["recognized_data"]["subtotal"] = None
+    del task["recognized_data"]["tax_amount"]
+    data = _decode(task).recognized_data
+    assert isinstance(data, OcrInvoice)
+    assert (bytes(data.subtotal), bytes(data.tax_amount)) == (b"null", b"null")
 
 
 def test_list_page_decodes_with_its_token() -> None:
@@ -118,6 +126,9 @@ def test_unknown_status_is_reported_as_unknown() -> None:
         (("line_items",), {"name": "not a list"}),
         (("sender", "address"), "Berlin"),
         (("line_items", 0, "quantity"), True),
+        (("line_items", 0, "total_amount"), [1]),
+        (("line_items", 0, "unit_price"), {"value": 1}),
+        (("amount_paid",), False),
         (("issue_date",), 20261101),
     ],
 )
@@ -129,6 +140,24 @@ def test_wrong_type_in_recognized_data_fails_validation(path: tuple[Any, ...], v
     target[path[-1]] = value
     with pytest.raises(msgspec.ValidationError):
         _decode(task)
+
+
+def test_wrong_type_of_a_number_is_located_in_the_message() -> None:
+    task = _invoice_task()
+    task["recognized_data"]["line_items"][1]["tax_rate"] = "19 %"
+    with pytest.raises(msgspec.ValidationError) as error:
+        _decode(task)
+    assert str(error.value) == (
+        "Expected `number | null`, got `str` - at `$.recognized_data.line_items[1].tax_rate`"
+    )
+
+
+def test_wrong_type_of_a_number_in_a_list_page_fails_validation() -> None:
+    page = json.loads(shared_fixture("monite", "ocr_tasks_list_page.json").read_text())
+    task = next(task for task in page["data"] if task.get("recognized_data"))
+    task["recognized_data"]["total_amount"] = "1487.5"
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.data\[\d\]\.recognized_data"):
+        decode_page(json.dumps(page).encode())
 
 
 def test_unknown_document_type_tag_fails_validation() -> None:
@@ -166,7 +195,7 @@ def test_huge_exponent_decodes_without_expanding() -> None:
     body = json.dumps(_invoice_task()).replace("1487.5", "1e999999999").encode()
     data = decode_task(body).recognized_data
     assert isinstance(data, OcrInvoice)
-    assert data.total_amount == Decimal("1e999999999")
+    assert bytes(data.total_amount) == b"1e999999999"
 
 
 def test_raw_recognized_data_is_the_received_bytes() -> None:

@@ -11,13 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from service.domain.dates import parse_date
 from service.domain.monite_models import decode_task
-from service.domain.normalize import (
-    NormalizeContext,
-    NotRecognizedError,
-    normalize,
-    parse_date,
-)
+from service.domain.normalize import NormalizeContext, NotRecognizedError, normalize
 from service.domain.schema import (
     CreditNoteDocument,
     InvoiceDocument,

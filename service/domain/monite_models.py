@@ -5,15 +5,18 @@ document type, currency, country) are plain strings so a value Monite adds later
 Strict where a misread would corrupt data: a field of the wrong JSON type fails the whole decode
 with ``msgspec.ValidationError``, which the worker reports as an ``invalid_payload`` failure.
 
-Amounts, rates and quantities decode straight from the JSON text into ``Decimal``, so a number never
-passes through a binary float. Dates stay strings: Monite documents ISO dates, but OCR output is not
-always what is documented, and ``normalize`` decides what is readable.
+Amounts, rates and quantities stay the text of their JSON number (``Number``), so a number never
+passes through a binary float, and ``normalize`` reads each one exactly once. Dates stay strings:
+Monite documents ISO dates, but OCR output is not always what is documented, and ``normalize``
+decides what is readable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
+from itertools import chain
+from operator import attrgetter
 from typing import Annotated, Final, TypeVar
 
 import msgspec
@@ -26,6 +29,11 @@ MAX_TASK_BYTES: Final = 8 * 1024 * 1024
 
 KNOWN_STATUSES: Final = frozenset({"processing", "success", "error"})
 _TERMINAL_STATUSES: Final = frozenset({"success", "error"})
+
+
+Number = msgspec.Raw
+"""A JSON number exactly as received, ``null`` when absent; ``decode_task`` rejects other types."""
+NULL: Final = msgspec.Raw(b"null")
 
 
 class _Model(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -67,20 +75,20 @@ class OcrLineItem(_Model, frozen=True):
 
     name: str | None = None
     description: str | None = None
-    quantity: Decimal | None = None
+    quantity: Number = NULL
     unit: str | None = None
-    unit_price: Decimal | None = None
-    subtotal: Decimal | None = None
-    tax_rate: Decimal | None = None
-    tax_amount: Decimal | None = None
-    total_amount: Decimal | None = None
+    unit_price: Number = NULL
+    subtotal: Number = NULL
+    tax_rate: Number = NULL
+    tax_amount: Number = NULL
+    total_amount: Number = NULL
     line_reference: str | None = None
 
 
 class OcrReceiptLineItem(OcrLineItem, frozen=True):
     """``OCRReceiptLineItem``: a line item that may carry a discount."""
 
-    discount_amount: Decimal | None = None
+    discount_amount: Number = NULL
 
 
 _LineItems = Annotated[list[OcrLineItem], msgspec.Meta(max_length=MAX_LINE_ITEMS)]
@@ -95,11 +103,11 @@ class OcrInvoice(_Model, frozen=True, tag_field="type", tag="invoice"):
     due_date: str | None = None
     payment_terms: str | None = None
     currency: str | None = None
-    subtotal: Decimal | None = None
-    tax_rate: Decimal | None = None
-    tax_amount: Decimal | None = None
-    total_amount: Decimal | None = None
-    amount_paid: Decimal | None = None
+    subtotal: Number = NULL
+    tax_rate: Number = NULL
+    tax_amount: Number = NULL
+    total_amount: Number = NULL
+    amount_paid: Number = NULL
     sender: OcrCounterpart | None = None
     recipient: OcrCounterpart | None = None
     line_items: _LineItems | None = None
@@ -112,10 +120,10 @@ class OcrCreditNote(_Model, frozen=True, tag_field="type", tag="credit_note"):
     original_invoice_number: str | None = None
     issue_date: str | None = None
     currency: str | None = None
-    subtotal: Decimal | None = None
-    tax_rate: Decimal | None = None
-    tax_amount: Decimal | None = None
-    total_amount: Decimal | None = None
+    subtotal: Number = NULL
+    tax_rate: Number = NULL
+    tax_amount: Number = NULL
+    total_amount: Number = NULL
     sender: OcrCounterpart | None = None
     recipient: OcrCounterpart | None = None
     line_items: _LineItems | None = None
@@ -127,12 +135,12 @@ class OcrReceipt(_Model, frozen=True, tag_field="type", tag="receipt"):
     document_number: str | None = None
     issued_at: str | None = None
     currency: str | None = None
-    subtotal: Decimal | None = None
-    tax_rate: Decimal | None = None
-    tax_amount: Decimal | None = None
+    subtotal: Number = NULL
+    tax_rate: Number = NULL
+    tax_amount: Number = NULL
     tax_type: str | None = None
-    total_amount: Decimal | None = None
-    discount: Decimal | None = None
+    total_amount: Number = NULL
+    discount: Number = NULL
     sender: OcrCounterpart | None = None
     line_items: _ReceiptLineItems | None = None
 
@@ -169,6 +177,16 @@ class _RecognizedDataOnly(msgspec.Struct, gc=False):
 
 _T = TypeVar("_T")
 
+# Bytes of JSON numbers and of null, and of no other JSON value: every string, true, false, object
+# and array has a byte outside this set, so a text of number fields with none is only numbers.
+_NUMBER_OR_NULL_BYTES: Final = b"0123456789-+.eEnul"
+_JSON_TYPE_OF_FIRST_BYTE: Final = {b'"': "str", b"t": "bool", b"f": "bool", b"{": "object"}
+_NUMBER_FIELDS: Final = {
+    model: tuple(f.name for f in msgspec.structs.fields(model) if f.type is Number)
+    for model in (OcrInvoice, OcrCreditNote, OcrReceipt, OcrLineItem, OcrReceiptLineItem)
+}
+_NUMBERS_OF: Final = {model: attrgetter(*names) for model, names in _NUMBER_FIELDS.items()}
+
 _task_decoder: Final = msgspec.json.Decoder(OcrTask)
 _page_decoder: Final = msgspec.json.Decoder(OcrTaskPage)
 _raw_decoder: Final = msgspec.json.Decoder(_RecognizedDataOnly)
@@ -186,12 +204,47 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
 
 def decode_task(body: bytes) -> OcrTask:
     """Decode one OCR task; raises ``msgspec.DecodeError``/``ValidationError`` if invalid."""
-    return _decode(_task_decoder, body)
+    task = _decode(_task_decoder, body)
+    _check_numbers(task.recognized_data, "$.recognized_data")
+    return task
 
 
 def decode_page(body: bytes) -> OcrTaskPage:
     """Decode one page of the task list; raises like ``decode_task``."""
-    return _decode(_page_decoder, body)
+    page = _decode(_page_decoder, body)
+    for index, task in enumerate(page.data):
+        _check_numbers(task.recognized_data, f"$.data[{index}].recognized_data")
+    return page
+
+
+def _check_numbers(data: OcrRecognizedData | None, path: str) -> None:
+    """The type check msgspec leaves to us for ``Number`` fields, all at once (the hot path)."""
+    if data is None:
+        return
+    numbers: list[Number] = list(_NUMBERS_OF[type(data)](data))
+    if data.line_items:
+        line_numbers = _NUMBERS_OF[type(data.line_items[0])]
+        numbers.extend(chain.from_iterable(map(line_numbers, data.line_items)))
+    if b"".join(numbers).translate(None, _NUMBER_OR_NULL_BYTES):
+        raise msgspec.ValidationError(_wrong_type(data, path))
+
+
+def _wrong_type(data: OcrRecognizedData, path: str) -> str:
+    """The message of the first ``Number`` field that holds no number, in msgspec's words."""
+    for field, text in _number_texts(data):
+        first = text[:1]
+        if text != b"null" and first not in b"-0123456789":
+            kind = _JSON_TYPE_OF_FIRST_BYTE.get(first, "array")
+            return f"Expected `number | null`, got `{kind}` - at `{path}{field}`"
+    raise AssertionError("no field without a number")  # only called after a failed check
+
+
+def _number_texts(data: OcrRecognizedData) -> Iterable[tuple[str, bytes]]:
+    for name in _NUMBER_FIELDS[type(data)]:
+        yield f".{name}", bytes(getattr(data, name))
+    for index, item in enumerate(data.line_items or ()):
+        for name in _NUMBER_FIELDS[type(item)]:
+            yield f".line_items[{index}].{name}", bytes(getattr(item, name))
 
 
 def raw_recognized_data(body: bytes) -> msgspec.Raw | None:

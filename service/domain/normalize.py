@@ -8,18 +8,18 @@ summed value.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Final
 
 import msgspec
-import pycountry
-import schwifty
 
-from service.domain.money import Denomination, decimal_text, denomination, read_number
+from service.domain.dates import parse_date
+from service.domain.identifiers import bic_is_valid, iban_is_valid, is_known_country
+from service.domain.money import Denomination, Value, decimal_text, denomination, read_text
 from service.domain.monite_models import (
+    Number,
     OcrAddress,
     OcrBankDetails,
     OcrCounterpart,
@@ -46,38 +46,9 @@ from service.domain.schema import (
     WarningCode,
 )
 
-# Monite's AllowedCountries adds these non-ISO codes to ISO 3166-1 alpha-2.
-_MONITE_EXTRA_COUNTRIES: Final = frozenset({"IC", "EA", "AN"})
-_COUNTRIES: Final = frozenset(c.alpha_2 for c in pycountry.countries) | _MONITE_EXTRA_COUNTRIES
-
+_NULL: Final = b"null"
 _HUNDRED: Final = Decimal(100)
 _SHOWN_CHARS: Final = 40
-_MONTHS: Final = {
-    name: number
-    for number, names in enumerate(
-        (
-            ("january", "jan"),
-            ("february", "feb"),
-            ("march", "mar"),
-            ("april", "apr"),
-            ("may",),
-            ("june", "jun"),
-            ("july", "jul"),
-            ("august", "aug"),
-            ("september", "sep", "sept"),
-            ("october", "oct"),
-            ("november", "nov"),
-            ("december", "dec"),
-        ),
-        start=1,
-    )
-    for name in names
-}
-_YEAR_FIRST: Final = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
-_DAY_DOT_MONTH: Final = re.compile(r"(\d{1,2})\.\s?(\d{1,2})\.\s?(\d{4})")
-_DAY_OR_MONTH_FIRST: Final = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})")
-_DAY_NAMED_MONTH: Final = re.compile(r"(\d{1,2})\.?[\s-]+([A-Za-z]{3,9})\.?,?[\s-]+(\d{4})")
-_NAMED_MONTH_DAY: Final = re.compile(r"([A-Za-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})")
 
 
 class NotRecognizedError(ValueError):
@@ -138,72 +109,6 @@ def _compact(value: str | None) -> str | None:
     return "".join(value.split()).upper() or None if value else None
 
 
-@functools.lru_cache(maxsize=4096)
-def iban_is_valid(iban: str) -> bool:
-    """Country length and mod-97 check of a compact, upper-case IBAN (memoized: sellers recur)."""
-    try:
-        schwifty.IBAN(iban)
-    except ValueError:
-        return False
-    return True
-
-
-@functools.lru_cache(maxsize=4096)
-def bic_is_valid(bic: str) -> bool:
-    """Structure and country check of a compact, upper-case BIC (memoized like IBANs)."""
-    try:
-        schwifty.BIC(bic)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_date(text: str) -> tuple[date | None, WarningCode | None]:
-    """A calendar date in one of the common printed forms, or ``None`` with the reason.
-
-    ``YYYY-MM-DD`` (and ``/`` or ``.`` separators), ``DD.MM.YYYY``, ``DD/MM/YYYY`` or ``MM/DD/YYYY``
-    when only one reading is a valid date, and English month names. ``03/04/2026`` could be either
-    month first: it is ``date_ambiguous``, never a guess.
-    """
-    text = text.strip()
-    if len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[10:11] in ("", "T", " "):
-        try:
-            return date.fromisoformat(text[:10]), None
-        except ValueError:
-            return None, "date_unparseable"
-    if match := _YEAR_FIRST.fullmatch(text):
-        year, month, day = (int(g) for g in match.groups())
-        return _calendar(year, month, day)
-    if match := _DAY_DOT_MONTH.fullmatch(text):
-        day, month, year = (int(g) for g in match.groups())
-        return _calendar(year, month, day)
-    if match := _DAY_OR_MONTH_FIRST.fullmatch(text):
-        first, second, year = (int(g) for g in match.groups())
-        readings = {(m, d) for m, d in ((second, first), (first, second)) if m <= 12}
-        if len(readings) > 1:
-            return None, "date_ambiguous"
-        return _calendar(year, *readings.pop()) if readings else (None, "date_unparseable")
-    if match := _DAY_NAMED_MONTH.fullmatch(text):
-        day_text, month_name, year_text = match.groups()
-        return _named(year_text, month_name, day_text)
-    if match := _NAMED_MONTH_DAY.fullmatch(text):
-        month_name, day_text, year_text = match.groups()
-        return _named(year_text, month_name, day_text)
-    return None, "date_unparseable"
-
-
-def _named(year: str, month_name: str, day: str) -> tuple[date | None, WarningCode | None]:
-    month = _MONTHS.get(month_name.lower())
-    return (None, "date_unparseable") if month is None else _calendar(int(year), month, int(day))
-
-
-def _calendar(year: int, month: int, day: int) -> tuple[date | None, WarningCode | None]:
-    try:
-        return date(year, month, day), None
-    except ValueError:
-        return None, "date_unparseable"
-
-
 class _Reader:
     """Reads one recognized document, collecting the warnings on the way."""
 
@@ -226,10 +131,17 @@ class _Reader:
         self, data: OcrInvoice, source: Source, raw: msgspec.Raw | msgspec.UnsetType
     ) -> InvoiceDocument:
         subtotal, tax, total = self._totals(data.subtotal, data.tax_amount, data.total_amount)
-        paid = self._value(data.amount_paid, "amount_paid")
-        due = None if total is None or paid is None else self.denomination.amount(total - paid)
-        if total is not None and paid is not None and paid - total > self.denomination.minor_unit:
-            self._warn("paid_exceeds_total", "amount_paid", f"paid {paid} exceeds total {total}")
+        paid = self._amount(data.amount_paid, "amount_paid")
+        due = None
+        if total is not None and paid is not None:
+            due = self.denomination.difference(total, paid)
+            value = self.denomination.value
+            if value(paid) - value(total) > self.denomination.minor_unit:
+                self._warn(
+                    "paid_exceeds_total",
+                    "amount_paid",
+                    f"paid {paid.amount} exceeds total {total.amount}",
+                )
         issue_date = self._date(data.issue_date, "issue_date")
         due_date = self._date(data.due_date, "due_date")
         if issue_date is not None and due_date is not None and due_date < issue_date:
@@ -244,11 +156,11 @@ class _Reader:
             due_date=_iso(due_date),
             payment_terms=_text(data.payment_terms),
             currency=self.currency,
-            subtotal=self._money(subtotal),
-            tax=self._money(tax),
-            total=self._money(total),
-            amount_paid=self._money(paid),
-            amount_due=self._money(due),
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            amount_paid=paid,
+            amount_due=due,
             tax_rate=self._rate(data.tax_rate, "tax_rate"),
             seller=self._party(data.sender, "seller"),
             buyer=self._party(data.recipient, "buyer"),
@@ -269,9 +181,9 @@ class _Reader:
             original_invoice_number=_text(data.original_invoice_number),
             issue_date=_iso(self._date(data.issue_date, "issue_date")),
             currency=self.currency,
-            subtotal=self._money(subtotal),
-            tax=self._money(tax),
-            total=self._money(total),
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
             tax_rate=self._rate(data.tax_rate, "tax_rate"),
             seller=self._party(data.sender, "seller"),
             buyer=self._party(data.recipient, "buyer"),
@@ -285,7 +197,7 @@ class _Reader:
         self, data: OcrReceipt, source: Source, raw: msgspec.Raw | msgspec.UnsetType
     ) -> ReceiptDocument:
         subtotal, tax, total = self._totals(data.subtotal, data.tax_amount, data.total_amount)
-        discount = self._value(data.discount, "discount")
+        discount = self._amount(data.discount, "discount")
         line_items = self._line_items(data.line_items or (), subtotal, tax, total, discount)
         issued_at, issue_date = self._issued_at(data.issued_at)
         return ReceiptDocument(
@@ -294,10 +206,10 @@ class _Reader:
             issue_date=_iso(issue_date),
             issued_at=issued_at,
             currency=self.currency,
-            subtotal=self._money(subtotal),
-            tax=self._money(tax),
-            total=self._money(total),
-            discount=self._money(discount),
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            discount=discount,
             tax_rate=self._rate(data.tax_rate, "tax_rate"),
             seller=self._party(data.sender, "seller"),
             line_items=line_items,
@@ -308,142 +220,152 @@ class _Reader:
 
     # -- numbers -----------------------------------------------------------------------------
 
-    def _value(self, value: Decimal | None, field: str, line: int | None = None) -> Decimal | None:
+    def _amount(self, number: Number, field: str, line: int | None = None) -> Money | None:
         """An amount rounded to the currency; ``line`` locates a line item's field for warnings."""
-        if value is None:
+        text = bytes(number)
+        if text == _NULL:
             return None
-        amount = self.denomination.amount(value)
-        if amount is None:
+        money = self.denomination.money(text)
+        if money is None:
             self._warn(
                 "number_out_of_range",
                 _path(field, line),
-                f"{_shown(value)} is not a readable amount",
+                f"{_cut(text.decode())} is not a readable amount",
             )
             return None
         self.amounts_seen = True
-        return amount
-
-    def _money(self, value: Decimal | None) -> Money | None:
-        return None if value is None else self.denomination.money(value)
+        return money
 
     def _totals(
-        self, subtotal: Decimal | None, tax: Decimal | None, total: Decimal | None
-    ) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+        self, subtotal: Number, tax: Number, total: Number
+    ) -> tuple[Money | None, Money | None, Money | None]:
         return (
-            self._value(subtotal, "subtotal"),
-            self._value(tax, "tax"),
-            self._value(total, "total"),
+            self._amount(subtotal, "subtotal"),
+            self._amount(tax, "tax"),
+            self._amount(total, "total"),
         )
 
-    def _quantity(self, value: Decimal | None, line: int) -> str | None:
-        if value is None:
+    def _quantity(self, number: Number, line: int) -> str | None:
+        text = bytes(number)
+        if text == _NULL:
             return None
-        text, _ = _reading(value)
-        if text is None:
+        reading, _ = _reading(text)
+        if reading is None:
             self._warn(
-                "number_out_of_range", _path("quantity", line), f"{_shown(value)} is not a number"
+                "number_out_of_range",
+                _path("quantity", line),
+                f"{_cut(text.decode())} is not a number",
             )
-        return text
+        return reading
 
-    def _rate(self, value: Decimal | None, field: str, line: int | None = None) -> str | None:
-        if value is None:
+    def _rate(self, number: Number, field: str, line: int | None = None) -> str | None:
+        text = bytes(number)
+        if text == _NULL:
             return None
-        text, percentage = _reading(value)
-        if text is None:
+        reading, percentage = _reading(text)
+        if reading is None:
             self._warn(
-                "number_out_of_range", _path(field, line), f"{_shown(value)} is not a number"
+                "number_out_of_range", _path(field, line), f"{_cut(text.decode())} is not a number"
             )
         elif not percentage:
             self._warn(
-                "tax_rate_suspicious", _path(field, line), f"{text} is not a plausible percentage"
+                "tax_rate_suspicious",
+                _path(field, line),
+                f"{reading} is not a plausible percentage",
             )
-        return text
+        return reading
 
     def _line_items(
         self,
         items: Sequence[OcrLineItem],
-        subtotal: Decimal | None,
-        tax: Decimal | None,
-        total: Decimal | None,
-        discount: Decimal | None,
+        subtotal: Money | None,
+        tax: Money | None,
+        total: Money | None,
+        discount: Money | None,
     ) -> list[LineItem]:
         """The normalized lines; checks them and the document totals against each other."""
-        lines: list[LineItem] = []
-        line_subtotals: Decimal | None = Decimal(0)
-        line_totals: Decimal | None = Decimal(0)
-        # Bound once: this loop is the hot path of normalization (5 amounts per line).
-        read, money = self._value, self.denomination.money
-        for index, item in enumerate(items):
-            unit_price = read(item.unit_price, "unit_price", index)
-            item_subtotal = read(item.subtotal, "subtotal", index)
-            tax_amount = read(item.tax_amount, "tax_amount", index)
-            item_total = read(item.total_amount, "total", index)
-            line_subtotals = _add(line_subtotals, item_subtotal)
-            line_totals = _add(line_totals, item_total)
-            lines.append(
-                LineItem(
-                    position=index + 1,
-                    name=_text(item.name),
-                    description=_text(item.description),
-                    quantity=self._quantity(item.quantity, index),
-                    unit=_text(item.unit),
-                    unit_price=None if unit_price is None else money(unit_price),
-                    subtotal=None if item_subtotal is None else money(item_subtotal),
-                    tax_rate=self._rate(item.tax_rate, "tax_rate", index),
-                    tax_amount=None if tax_amount is None else money(tax_amount),
-                    total=None if item_total is None else money(item_total),
-                    reference=_text(item.line_reference),
-                )
+        # Bound once: this loop is the hot path of normalization (4 amounts per line).
+        amount, rate, quantity = self._amount, self._rate, self._quantity
+        lines = [
+            LineItem(
+                position=index + 1,
+                name=_text(item.name),
+                description=_text(item.description),
+                quantity=quantity(item.quantity, index),
+                unit=_text(item.unit),
+                unit_price=amount(item.unit_price, "unit_price", index),
+                subtotal=amount(item.subtotal, "subtotal", index),
+                tax_rate=rate(item.tax_rate, "tax_rate", index),
+                tax_amount=amount(item.tax_amount, "tax_amount", index),
+                total=amount(item.total_amount, "total", index),
+                reference=_text(item.line_reference),
             )
-        self._check_lines(len(lines), line_subtotals, line_totals, subtotal, total, discount)
+            for index, item in enumerate(items)
+        ]
+        if lines:
+            self._check_lines(lines, subtotal, total, discount)
         self._check_totals(subtotal, tax, total, discount)
         return lines
 
     def _check_lines(
         self,
-        count: int,
-        line_subtotals: Decimal | None,
-        line_totals: Decimal | None,
-        subtotal: Decimal | None,
-        total: Decimal | None,
-        discount: Decimal | None,
+        lines: list[LineItem],
+        subtotal: Money | None,
+        total: Money | None,
+        discount: Money | None,
     ) -> None:
         """Net lines must sum to the subtotal; lines with only gross totals, to the total."""
-        tolerance = self.denomination.minor_unit * count
-        if not count:
-            return
+        tolerance = self.denomination.minor_unit * len(lines)
+        line_subtotals = self.denomination.total([line.subtotal for line in lines])
         if line_subtotals is not None and subtotal is not None:
-            if not _close(subtotal, tolerance, line_subtotals, discount=None):
+            if not self._close(subtotal, tolerance, line_subtotals, None):
                 self._warn(
                     "line_items_mismatch",
                     "subtotal",
-                    f"line items sum to {line_subtotals}, subtotal is {subtotal}",
+                    f"line items sum to {self.denomination.text(line_subtotals)}, "
+                    f"subtotal is {subtotal.amount}",
                 )
             return
+        line_totals = self.denomination.total([line.total for line in lines])
         if (
             line_totals is not None
             and total is not None
-            and not _close(total, tolerance, line_totals, discount)
+            and not self._close(total, tolerance, line_totals, discount)
         ):
             self._warn(
                 "line_items_mismatch",
                 "total",
-                f"line item totals sum to {line_totals}, total is {total}",
+                f"line item totals sum to {self.denomination.text(line_totals)}, "
+                f"total is {total.amount}",
             )
 
     def _check_totals(
         self,
-        subtotal: Decimal | None,
-        tax: Decimal | None,
-        total: Decimal | None,
-        discount: Decimal | None,
+        subtotal: Money | None,
+        tax: Money | None,
+        total: Money | None,
+        discount: Money | None,
     ) -> None:
         if subtotal is None or tax is None or total is None:
             return
-        if not _close(total, self.denomination.minor_unit * 2, subtotal + tax, discount):
+        value = self.denomination.value
+        tolerance = self.denomination.minor_unit * 2
+        if not self._close(total, tolerance, value(subtotal) + value(tax), discount):
             self._warn(
-                "totals_mismatch", "total", f"subtotal {subtotal} + tax {tax} is not {total}"
+                "totals_mismatch",
+                "total",
+                f"subtotal {subtotal.amount} + tax {tax.amount} is not {total.amount}",
             )
+
+    def _close(self, target: Money, tolerance: Value, value: Value, discount: Money | None) -> bool:
+        """Whether ``value`` is ``target``, before or after a discount (receipts print either)."""
+        difference = value - self.denomination.value(target)
+        if -tolerance <= difference <= tolerance:
+            return True
+        if discount is None:
+            return False
+        difference -= self.denomination.value(discount)
+        return -tolerance <= difference <= tolerance
 
     # -- dates -------------------------------------------------------------------------------
 
@@ -490,7 +412,7 @@ class _Reader:
         if address is None:
             return None
         country = _compact(address.country)
-        if country is not None and country not in _COUNTRIES:
+        if country is not None and not is_known_country(country):
             self._warn(
                 "country_unknown", f"{path}.country", f"{_shown(country)} is not a known country"
             )
@@ -535,16 +457,13 @@ _EMPTY_PARTY: Final = Party(
 _EMPTY_ADDRESS: Final = Address(street=None, city=None, postal_code=None, state=None, country=None)
 
 
-def _close(target: Decimal, tolerance: Decimal, value: Decimal, discount: Decimal | None) -> bool:
-    """Whether ``value`` matches ``target``, before or after a discount (receipts print either)."""
-    if abs(value - target) <= tolerance:
-        return True
-    return discount is not None and abs(value - discount - target) <= tolerance
+def _shown(value: str) -> str:
+    """A recognized text quoted in a message, cut short."""
+    return _cut(repr(value))
 
 
-def _shown(value: object) -> str:
-    """A recognized value quoted in a message, cut short: OCR text may be arbitrarily long."""
-    text = repr(value) if isinstance(value, str) else str(value)
+def _cut(text: str) -> str:
+    """A recognized value in a message, cut short: OCR text may be arbitrarily long."""
     return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 1]}…"
 
 
@@ -553,19 +472,15 @@ def _path(field: str, line: int | None) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _reading(value: Decimal) -> tuple[str | None, bool]:
+def _reading(text: bytes) -> tuple[str | None, bool]:
     """A rate's or quantity's plain text (``None`` if unreadable), and whether it is a percentage.
 
     Memoized: documents repeat the same few rates and quantities.
     """
-    number = read_number(value)
+    number = read_text(text)
     if number is None:
         return None, False
     return decimal_text(number), number == 0 or 1 <= number <= _HUNDRED
-
-
-def _add(total: Decimal | None, value: Decimal | None) -> Decimal | None:
-    return None if total is None or value is None else total + value
 
 
 def _iso(day: date | None) -> str | None:
