@@ -6,6 +6,7 @@ CLI's own parser and every variable must be one the settings (or the simulator) 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import tomllib
@@ -116,14 +117,23 @@ def test_simulator_accepts_the_credentials_the_app_sends(
     assert defaults == [DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET]
 
 
-def test_app_environment_follows_the_callers_monite_settings(
-    services: dict[str, dict[str, Any]],
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_environment_takes_the_callers_monite_settings_and_secrets(
+    services: dict[str, dict[str, Any]], name: str
 ) -> None:
-    real = {"MONITE_BASE_URL": "https://api.monite.com/v1", "MONITE_TOKEN": "t0ken"}
-    resolved = {k: _interpolate(v, real) for k, v in _environment(services["worker"]).items()}
+    sealing_key = base64.b64encode(bytes(range(32))).decode()
+    caller = {
+        "MONITE_BASE_URL": "https://api.monite.com/v1",
+        "MONITE_TOKEN": "t0ken",
+        "API_KEYS": f"billing:sha256:{'ab' * 32}",
+        "SECRETS_KEY": sealing_key,
+    }
+    resolved = {k: _interpolate(v, caller) for k, v in _environment(services[name]).items()}
     settings = Settings.from_env(resolved)
     assert settings.monite_base_url == "https://api.monite.com/v1"
     assert settings.monite_token == "t0ken"
+    assert [c.name for c in settings.api_keys] == ["billing"]
+    assert settings.secrets_key == (bytes(range(32)),)
 
 
 def test_redis_appends_every_write_to_a_named_volume(compose: dict[str, Any]) -> None:
