@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from service.domain.schema import SCHEMA_VERSION, event_json_schema, render_even
 from tests.test_normalize import EXAMPLES, shared_fixture
 
 COMMITTED_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "event-schema.json"
-REGENERATE = "python -m service.domain.schema > docs/event-schema.json"
+REGENERATE = ".venv/bin/python -m service.domain > docs/event-schema.json"
 
 
 def _validator() -> jsonschema.Draft202012Validator:
@@ -46,6 +48,17 @@ def _event_from_fixture(name: str) -> tuple[bytes, dict[str, Any]]:
 def test_committed_schema_is_fresh() -> None:
     committed = COMMITTED_SCHEMA.read_bytes() if COMMITTED_SCHEMA.exists() else b""
     assert committed == render_event_json_schema(), f"stale schema; run: {REGENERATE}"
+
+
+def test_regeneration_command_prints_the_schema_without_warnings() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "service.domain"],
+        cwd=COMMITTED_SCHEMA.parents[1],
+        capture_output=True,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == render_event_json_schema()
 
 
 def test_schema_is_a_valid_draft_2020_12_schema() -> None:

@@ -2,13 +2,12 @@
 
 Every field's meaning is written once, as an annotated type below, and shared by the three
 document kinds, so the JSON Schema generated from these Structs
-(``python -m service.domain.schema``, committed as ``docs/event-schema.json``) documents itself.
+(``python -m service.domain``, committed as ``docs/event-schema.json``) documents itself.
 Changing a field here is a contract change: it needs a new ``SCHEMA_VERSION``.
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -293,7 +292,3 @@ def event_json_schema() -> dict[str, Any]:
 def render_event_json_schema() -> bytes:
     """``event_json_schema()`` as the committed ``docs/event-schema.json`` spells it."""
     return msgspec.json.format(msgspec.json.encode(event_json_schema()), indent=2) + b"\n"
-
-
-if __name__ == "__main__":
-    sys.stdout.buffer.write(render_event_json_schema())
