@@ -25,6 +25,7 @@ from typing import IO, Final, NamedTuple
 import httpx
 import redis
 
+from service.sealing import generate_key
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
 
 REDIS_INSTALL_HINT: Final = (
@@ -193,6 +194,18 @@ def _dev_api_key() -> tuple[str, str]:
     return key, f"dev:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def _dev_secrets_key(path: Path) -> str:
+    """The dev stack's ``SECRETS_KEY``: made once, then reused so that stored watches still open."""
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    # Owner-only from the first byte: the key file is as sensitive as the secrets it seals.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[threading.Event]:
     stop = threading.Event()
@@ -239,6 +252,10 @@ def _plan(settings: Settings, api_port: int, simulator_port: int) -> _Plan:
     if not settings.callback_allowed_networks:
         # Callbacks in dev go to receivers on this machine, which the egress policy refuses.
         plan.env["CALLBACK_ALLOWED_NETWORKS"] = DEV_CALLBACK_NETWORKS
+    if not settings.secrets_key:
+        key_file = DEV_DATA_DIR / "secrets.key"
+        plan.env["SECRETS_KEY"] = _dev_secrets_key(key_file)
+        plan.banner.append(f"Secrets key: {key_file} (seals webhook secrets in Redis)")
     if not settings.api_keys:
         key, entry = _dev_api_key()
         plan.env["API_KEYS"] = entry
