@@ -168,7 +168,7 @@ def test_dev_uses_a_reachable_redis_and_configured_monite_as_they_are(
     stack = dev_stack(settings={"REDIS_URL": server.url, **monite})
     stack.wait_ready()
     assert set(stack.children()) == {"api", "worker"}, stack.output()
-    assert not (tmp_path / ".ocr-relay").exists()
+    assert not (tmp_path / ".ocr-relay" / "redis").exists()
     assert stack.interrupt() == 0, stack.output()
 
 
