@@ -360,6 +360,10 @@ class MoniteClient:
                 page = _page_decoder.decode(response.content)
             except msgspec.DecodeError as exc:
                 return _malformed(response, exc)
+            except RecursionError:
+                # A task nested deeper than msgspec can skip: leave the page's ids out, so the
+                # caller asks for each alone and only the hostile one ends as invalid_payload.
+                return items
             items.extend(bytes(task) for task in page.data)
             if not page.next_pagination_token:
                 return items
@@ -575,6 +579,10 @@ def _task_result(response: httpx.Response) -> MoniteResult:
         _object_decoder.decode(response.content)
     except msgspec.DecodeError as exc:
         return _malformed(response, exc)
+    except RecursionError:
+        # Well-formed as far as we can tell but nested too deeply to skip: deterministic, so
+        # retrying is pointless; the task decoder turns it into an invalid_payload outcome.
+        pass
     return MoniteOk(response.status_code, response.content)
 
 

@@ -35,6 +35,8 @@ class NewTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     document_type: DocumentType | None = None
     recognized_data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     """Served verbatim when the task succeeds (any JSON); generated when absent."""
+    recognized_data_text: str | None = None
+    """The same as JSON text, for payloads too deeply nested to pass through a JSON decoder."""
     duration_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """Seconds until the task finishes; absent: drawn from ``task_duration_s``."""
     task_id: uuid.UUID | None = None
@@ -98,10 +100,16 @@ def _create(sim: Simulator, spec: NewTask, task_id: str | None) -> Task:
         outcome=spec.outcome,
         document_type=spec.document_type,
         duration_s=spec.duration_s,
-        recognized_data=None if spec.recognized_data is msgspec.UNSET else spec.recognized_data,
+        recognized_data=_payload(spec),
         task_id=task_id,
         notify_version=MONITE_API_VERSION if spec.notify else None,
     )
+
+
+def _payload(spec: NewTask) -> msgspec.Raw | None:
+    if spec.recognized_data_text is not None:
+        return msgspec.Raw(spec.recognized_data_text.encode())
+    return None if spec.recognized_data is msgspec.UNSET else spec.recognized_data
 
 
 @post("/tasks/{task_id:str}/complete")

@@ -49,6 +49,7 @@ class SimulatorControl:
         outcome: Outcome = "success",
         document_type: DocumentType | None = None,
         recognized_data: Any = msgspec.UNSET,
+        recognized_data_text: str | None = None,
         duration_s: float | None = 0.0,
         task_id: str | None = None,
         notify: bool = True,
@@ -56,7 +57,8 @@ class SimulatorControl:
         """Create a task (finished at once unless ``duration_s`` says otherwise).
 
         ``recognized_data`` (any JSON value, ``None`` included) is served verbatim on success;
-        left out, a document is generated. ``duration_s=None`` draws from ``task_duration_s``.
+        left out, a document is generated. ``recognized_data_text`` is the same as JSON text, for
+        payloads nested too deeply for a JSON decoder. ``duration_s=None`` draws from ``task_duration_s``.
         """
         spec: dict[str, Any] = {
             "entity_id": entity_id,
@@ -68,6 +70,8 @@ class SimulatorControl:
         }
         if recognized_data is not msgspec.UNSET:
             spec["recognized_data"] = recognized_data
+        if recognized_data_text is not None:
+            spec["recognized_data_text"] = recognized_data_text
         return await self._call("POST", "/_sim/tasks", SimTask, spec)
 
     async def create_tasks(
