@@ -117,6 +117,7 @@ class Stack:
     def __init__(self, label: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"ocr-relay-bench-{label}-"))
         self.children: list[Child] = []
+        self.profilers: list[Child] = []
         self.api_key, api_keys_entry = new_api_key()
         self.redis = RedisServer(self.dir / "redis", appendonly=False)
         self.simulator_url = ""
@@ -148,7 +149,7 @@ class Stack:
         # The service first, all at once, so nothing outlives the Redis it uses.
         for child in reversed(self.children):
             child.terminate()
-        for child in reversed(self.children):
+        for child in [*reversed(self.children), *self.profilers]:
             child.wait()
         self.redis.stop()
         if exc_type is None:
@@ -195,6 +196,20 @@ class Stack:
                 time.sleep(0.1)
         finally:
             client.close()
+
+    def start_profilers(self, out_dir: Path) -> None:
+        """Sample every service process with py-spy until it exits: ``<out_dir>/<name>.txt``.
+
+        The files are collapsed stacks (``py-spy record --format raw``), one line per stack with
+        its sample count; idle samples are left out, so the counts show where CPU went.
+        """
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for child in self.children:
+            argv = [py_spy, "record", "--pid", str(child.process.pid), "--format", "raw"]
+            argv += ["--rate", "50", "--nonblocking", "-o", str(out_dir / f"{child.name}.txt")]
+            log = self.dir / f"py-spy-{child.name}.log"
+            self.profilers.append(Child(f"py-spy {child.name}", argv, self.env, log))
 
     def check_alive(self) -> None:
         """Raise ``StackError`` with its log tail if a process of the stack has died."""

@@ -222,6 +222,8 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
         env = _service_env(args)
         stack.start_api(env)
         stack.start_workers(args.workers, env)
+        if args.profile is not None:
+            stack.start_profilers(args.profile / f"{size}")
         cpu_before = _cpu_seconds(stack.pids())
         entities = entity_ids(args.entities)
         async with Receiver() as receiver, httpx.AsyncClient(timeout=60.0) as http:
@@ -323,6 +325,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=1000, help="tasks created per chunk")
     parser.add_argument("--concurrency", type=int, default=64, help="registrations in flight")
     parser.add_argument("--settle", type=float, default=20.0, help="s after the last completion")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the ocr-relay processes with py-spy into DIR/<size>/<process>.txt",
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="ocr-relay runs only")
     args = parser.parse_args(argv)
     try:
