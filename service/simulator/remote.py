@@ -58,7 +58,8 @@ class SimulatorControl:
 
         ``recognized_data`` (any JSON value, ``None`` included) is served verbatim on success;
         left out, a document is generated. ``recognized_data_text`` is the same as JSON text, for
-        payloads nested too deeply for a JSON decoder. ``duration_s=None`` draws from ``task_duration_s``.
+        payloads nested too deeply for a JSON decoder. ``duration_s=None`` draws from
+        ``task_duration_s``.
         """
         spec: dict[str, Any] = {
             "entity_id": entity_id,
