@@ -7,8 +7,9 @@ For each size N, two runs against a fresh simulator enforcing ``SIM_RATE_LIMIT``
 * **ocr-relay**: a private ``redis-server``, the simulator, the API and ``--workers`` workers as
   real processes on loopback; N tasks spread over ``--entities`` entities, N watches registered
   through the API (many requests in flight), callbacks to a receiver in this process. Tasks are
-  created chunk by chunk just before their watches, timed to finish 5-20 s after the *last*
-  registration: all N watches are in flight at once, then the tasks finish within 15 s.
+  created chunk by chunk just before their watches, timed to finish 5-20 s (``--durations``)
+  after the *last* registration: all N watches are in flight at once, then the tasks finish
+  within 15 s.
 * **per-task**: the same N tasks, timed the same way, polled one by one with
   ``GET /ocr_tasks/{id}`` every ``--interval`` seconds by a minimal poller in this process, paced
   to the same request budget (``--budget``) and given the same time.
@@ -49,9 +50,9 @@ from _stack import (
 )
 
 from service.simulator import SimulatorConfig, SimulatorControl
+from service.simulator.config import parse_duration_range
 
 FRESH_S: Final = 5.0
-DURATION_S: Final = (5.0, 20.0)
 # Registrations per second assumed until the first chunk is measured.
 FIRST_GUESS_PER_S: Final = 150.0
 
@@ -215,7 +216,7 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
     """ocr-relay with N watches registered through its API; callbacks to the receiver.
 
     Tasks are created chunk by chunk, each just before its watches, with a duration of the time
-    left until all N are registered (at the rate measured so far) + 5-20 s.
+    left until all N are registered (at the rate measured so far) + ``--durations``.
     """
     with Stack("scale") as stack:
         stack.start_simulator(_sim_env(args))
@@ -239,8 +240,8 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
                     sim,
                     entities,
                     min(args.chunk, size - done),
-                    ahead_s + DURATION_S[0],
-                    ahead_s + DURATION_S[1],
+                    ahead_s + args.durations[0],
+                    ahead_s + args.durations[1],
                 )
                 finish_by = max(finish_by, chunk_finish_by)
                 await register_watches(
@@ -277,14 +278,16 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
 
 
 async def run_per_task(args: argparse.Namespace, size: int) -> RunResult:
-    """The baseline poller on N tasks that finish 5-20 s after they are created."""
+    """The baseline poller on N tasks that finish ``--durations`` after they are created."""
     with Stack("per-task") as stack:
         stack.start_simulator(_sim_env(args))
         cpu_before = _cpu_seconds(stack.pids())
         async with httpx.AsyncClient(timeout=60.0) as http:
             sim = SimulatorControl(stack.simulator_url, SimulatorConfig(), http)
             started = time.monotonic()
-            tasks, finish_by = await create_tasks(sim, entity_ids(args.entities), size, *DURATION_S)
+            tasks, finish_by = await create_tasks(
+                sim, entity_ids(args.entities), size, *args.durations
+            )
             setup_s = time.monotonic() - started
             poller = PerTaskPoller(sim, http, await sim.token(), args.budget)
             await poller.run(tasks, interval_s=args.interval, until=finish_by + args.settle)
@@ -321,9 +324,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=25.0, help="MONITE_RATE_LIMIT, req/s")
     parser.add_argument("--sim-rate-limit", type=float, default=30.0, help="SIM_RATE_LIMIT")
     parser.add_argument("--poll-schedule", default="1,2,3,4", help="POLL_SCHEDULE_S of ocr-relay")
+    parser.add_argument(
+        "--durations",
+        default="5-20",
+        help="seconds from the last registration until a task finishes, LOW-HIGH",
+    )
     parser.add_argument("--interval", type=float, default=5.0, help="per-task poll interval, s")
     parser.add_argument("--chunk", type=int, default=1000, help="tasks created per chunk")
-    parser.add_argument("--concurrency", type=int, default=64, help="registrations in flight")
+    # httpx's connection pool costs more CPU per request the more requests are in flight: with 64
+    # the benchmark itself registers ~130/s, with 8 ~400/s on a 2-core machine.
+    parser.add_argument("--concurrency", type=int, default=8, help="registrations in flight")
     parser.add_argument("--settle", type=float, default=20.0, help="s after the last completion")
     parser.add_argument(
         "--profile",
@@ -337,6 +347,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
         parser.error(f"--sizes: expected comma-separated whole numbers, got {args.sizes!r}")
+    try:
+        args.durations = parse_duration_range(args.durations)
+    except ValueError as exc:
+        parser.error(f"--durations: {exc}")
     if any(s < 1 for s in args.sizes) or args.entities < 1 or args.workers < 1:
         parser.error("--sizes, --entities and --workers must be positive")
     return args
