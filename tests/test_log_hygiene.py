@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -29,6 +32,7 @@ ENTITY = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 WRONG_API_KEY = "ocr_wrong-key-presented-by-a-stranger"
 WRONG_MONITE_SECRET = "wrong-monite-client-secret-value"
 MONITE_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"monite-push-secret-32-bytes-long").decode()
+PUSH = "/v1/monite/webhooks"
 Client = AsyncTestClient[Any]
 
 
@@ -116,6 +120,26 @@ async def deliver_one(
     return created
 
 
+def push_of(task_id: str) -> bytes:
+    """Monite's ``ocr_task.finished`` push body for one task."""
+    return msgspec.json.encode(
+        {
+            "id": str(uuid.uuid4()),
+            "action": "ocr_task.finished",
+            "object_type": "ocr_task",
+            "object": {"id": task_id},
+            "entity_id": ENTITY,
+        }
+    )
+
+
+def monite_signed(body: bytes, secret: str = MONITE_WEBHOOK_SECRET) -> dict[str, str]:
+    """Headers of a push signed like Monite signs (``t=…,v1=<hex HMAC-SHA256>``)."""
+    t = int(time.time())
+    v1 = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Monite-Signature": f"t={t},v1={v1}", "content-type": "application/json"}
+
+
 def forms(secret: str) -> set[str]:
     """A secret as text, and the key inside a ``whsec_`` secret."""
     return {secret, secret.removeprefix("whsec_")}
@@ -150,6 +174,10 @@ async def test_a_full_run_logs_no_secret_or_token(
 
     refused = await api.get("/v1/watches", headers={"Authorization": f"Bearer {WRONG_API_KEY}"})
     assert refused.status_code == 401
+    push = push_of(generated["task_id"])
+    assert (await api.post(PUSH, content=push, headers=monite_signed(push))).status_code == 200
+    forged = monite_signed(push, WRONG_MONITE_SECRET)
+    assert (await api.post(PUSH, content=push, headers=forged)).status_code == 401
 
     wrong = msgspec.structs.replace(hygiene_settings, monite_client_secret=WRONG_MONITE_SECRET)
     async with build_monite_http(wrong) as http:
