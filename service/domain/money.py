@@ -120,6 +120,17 @@ class _Minor:
 
     def money(self, text: bytes) -> Money | None:
         """``Money`` of a JSON number's text, rounded half-up; ``None`` if unreadable."""
+        # Printed prices mostly have exactly the currency's decimals: the text is the amount.
+        if self.exponent < len(text) <= SIGNIFICANT_DIGITS + 1 and text[-1 - self.exponent] == 46:
+            try:
+                minor = int(text.replace(b".", b""))
+            except ValueError:  # exponent notation
+                return self._decimal(text)
+            return (
+                Money(amount=text.decode(), minor=minor, currency=self.code)
+                if minor
+                else self._zero
+            )
         whole, _, decimals = text.partition(b".")
         count = len(decimals)
         # At most 15 digits: the text is its own 15-digit reading, and below 10**15.
