@@ -27,7 +27,7 @@ from service.domain import backoff
 from service.domain.watch import Failure, Watch, WatchState
 from service.egress import CallbackClient
 from service.queue import Queue
-from service.sealing import Sealer
+from service.sealing import Sealer, SealError
 from service.settings import Settings
 from service.store import LoggedAttempt, Store, now_utc
 
@@ -82,14 +82,32 @@ class Dispatcher:
         if event is None:
             log.error("event of a delivering watch is missing", extra={"watch_id": watch_id})
             return None
-        result = await attempt_delivery(
-            self.client,
-            url=watch.callback_url,
-            event_id=event.id,
-            body=event.body,
-            secrets=self.sealer.unseal_all(watch.active_secrets(started)),
-            timeout_s=self.settings.delivery_timeout_s,
-        )
+        try:
+            result = await attempt_delivery(
+                self.client,
+                url=watch.callback_url,
+                event_id=event.id,
+                body=event.body,
+                secrets=self.sealer.unseal_all(watch.active_secrets(started)),
+                timeout_s=self.settings.delivery_timeout_s,
+            )
+        except Exception as exc:
+            # Recorded as a failed attempt, so the series goes on (and ends) on its schedule: a
+            # watch never stays `delivering` with nothing scheduled.
+            log.exception("delivery attempt crashed", extra={"watch_id": watch_id})
+            reason = (
+                "the webhook secret cannot be unsealed with the configured SECRETS_KEY"
+                if isinstance(exc, SealError)
+                else f"internal error: {type(exc).__name__}"
+            )
+            result = DeliveryAttempt(
+                at=started,
+                status_code=None,
+                latency_ms=(now_utc() - started).total_seconds() * 1000,
+                error=reason,
+                response_excerpt=None,
+                outcome="retry",
+            )
         return await self._record(watch, event.id, result)
 
     async def _record(self, watch: Watch, event_id: str, result: DeliveryAttempt) -> LoggedAttempt:
