@@ -241,6 +241,15 @@ class Poller:
         except NotRecognizedError as exc:
             await self._finish_failed(watch, "invalid_payload", str(exc), status=task.status)
             return
+        except Exception as exc:  # noqa: BLE001 - a payload we cannot read must not stall a round
+            # normalize() is pure and tested never to raise on well-typed data; if some payload
+            # still trips it, that payload fails alone instead of every watch of the round.
+            log.exception(
+                "normalization failed", extra={"watch_id": watch.id, "task_id": watch.task_id}
+            )
+            message = f"the recognized data could not be normalized ({type(exc).__name__})"
+            await self._finish_failed(watch, "invalid_payload", message, status=task.status)
+            return
         event = recognized_event(
             watch_id=watch.id,
             task_id=watch.task_id,
