@@ -241,7 +241,7 @@ class Poller:
         except NotRecognizedError as exc:
             await self._finish_failed(watch, "invalid_payload", str(exc), status=task.status)
             return
-        except Exception as exc:  # noqa: BLE001 - a payload we cannot read must not stall a round
+        except Exception as exc:
             # normalize() is pure and tested never to raise on well-typed data; if some payload
             # still trips it, that payload fails alone instead of every watch of the round.
             log.exception(
