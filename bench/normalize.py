@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.domain.dates import parse_date
 from service.domain.events import encode_event, recognized_event
 from service.domain.identifiers import bic_is_valid, iban_is_valid
-from service.domain.money import Denomination, decimal_text, denomination, read_number
+from service.domain.money import (
+    Denomination,
+    UnreadableNumberError,
+    decimal_text,
+    denomination,
+    read_number,
+)
 from service.domain.monite_models import decode_task
 from service.domain.normalize import NormalizeContext, normalize
 from service.domain.schema import SCHEMA_VERSION, Money
@@ -307,10 +313,13 @@ class _PydanticReader:
         self.warnings.append(PWarning(code=code, field=field, message=code))
 
     def amount(self, value: Decimal | None, field: str) -> Money | None:
-        money = None if value is None else self.unit.money(str(value).encode())
-        if value is not None and money is None:
+        if value is None:
+            return None
+        try:
+            return self.unit.money(str(value).encode())
+        except UnreadableNumberError:
             self.warn("number_out_of_range", field)
-        return money
+            return None
 
     def money(self, money: Money | None) -> PMoney | None:
         if money is None:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.domain.money import (
+    UnreadableNumberError,
     currency_exponent,
     decimal_text,
     denomination,
@@ -69,7 +70,18 @@ def test_unreadable_numbers_are_refused(value: str) -> None:
     "value", ["NaN", "Infinity", "1e15", "-999999999999999.995", "1000000000000000"]
 )
 def test_unreadable_amounts_are_refused_in_a_known_currency(value: str) -> None:
-    assert denomination("EUR").money(value.encode()) is None
+    with pytest.raises(UnreadableNumberError):
+        denomination("EUR").money(value.encode())
+
+
+@pytest.mark.parametrize("currency", ["EUR", "XYZ", None])
+def test_null_is_no_amount(currency: str | None) -> None:
+    assert denomination(currency).money(b"null") is None
+
+
+def test_unreadable_amount_is_refused_without_a_currency() -> None:
+    with pytest.raises(UnreadableNumberError):
+        denomination(None).money(b"1e300")
 
 
 def test_negligible_amount_rounds_to_zero_in_a_known_currency() -> None:
@@ -119,10 +131,11 @@ def test_money_equals_decimal_read_at_fifteen_digits_rounded_half_up(
     exponent = currency_exponent(currency)
     assert exponent is not None
     read = _FIFTEEN_DIGITS.plus(Decimal(text))
-    money = denomination(currency).money(text.encode())
     if abs(read) >= 10**15:
-        assert money is None
+        with pytest.raises(UnreadableNumberError):
+            denomination(currency).money(text.encode())
         return
+    money = denomination(currency).money(text.encode())
     expected = read.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
     expected = expected if expected else abs(expected)
     assert money == Money(

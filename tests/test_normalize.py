@@ -182,6 +182,11 @@ def test_missing_currency_keeps_recognized_digits_without_minor() -> None:
     )
 
 
+def test_amounts_only_in_line_items_without_currency_are_warned_about() -> None:
+    document = _invoice(currency=None, line_items=[{"unit_price": 2.5}])
+    assert [(w.code, w.field) for w in document.warnings] == [("currency_missing", "currency")]
+
+
 def test_credit_note_keeps_negative_amounts() -> None:
     document = _normalize(
         _task(
@@ -321,6 +326,17 @@ def test_warning_messages_quote_recognized_values_briefly() -> None:
 
 def test_out_of_range_amount_becomes_null() -> None:
     assert _invoice(total_amount=1e300).total is None
+
+
+def test_out_of_range_line_amount_is_null_with_a_warning_naming_it() -> None:
+    lines = [{"subtotal": 5.0}, {"unit_price": 2.5, "total_amount": -1e16, "tax_rate": 0.5}]
+    document = _invoice(line_items=lines)
+    line = document.line_items[1]
+    assert (line.unit_price is not None, line.total) == (True, None)
+    assert [(w.code, w.field) for w in document.warnings] == [
+        ("tax_rate_suspicious", "line_items[1].tax_rate"),
+        ("number_out_of_range", "line_items[1].total"),
+    ]
 
 
 # -- dates ----------------------------------------------------------------------------------------

@@ -30,11 +30,16 @@ MIN_ADJUSTED_EXPONENT: Final = -15
 # The tolerance of sum checks when the currency has no known exponent: most currencies have 2.
 _DEFAULT_EXPONENT: Final = 2
 
+_NULL: Final = b"null"
 _READ: Final = Context(prec=SIGNIFICANT_DIGITS, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
 _ZERO: Final = Decimal(0)
 
 # A value that sums and compares: minor units in a known currency, the exact decimal otherwise.
 Value = int | Decimal
+
+
+class UnreadableNumberError(ValueError):
+    """A recognized number that is no amount: not finite, or 10**15 and beyond."""
 
 
 def read_number(value: Decimal) -> Decimal | None:
@@ -84,7 +89,10 @@ class Denomination(Protocol):
         """The rounding tolerance of one summed value, in the unit of ``value``."""
 
     def money(self, text: bytes) -> Money | None:
-        """``Money`` of a JSON number's text; ``None`` if it is not a readable amount."""
+        """``Money`` of a JSON number's text, ``None`` for ``null``.
+
+        Raises ``UnreadableNumberError`` if the number is not a readable amount.
+        """
 
     def value(self, money: Money) -> Value:
         """The value of ``money`` (made by this denomination) for sums and comparisons."""
@@ -119,7 +127,7 @@ class _Minor:
         self._zero = self._minor(0)
 
     def money(self, text: bytes) -> Money | None:
-        """``Money`` of a JSON number's text, rounded half-up; ``None`` if unreadable."""
+        """``Money`` of a JSON number's text rounded half-up, ``None`` for ``null``."""
         # Printed prices mostly have exactly the currency's decimals: the text is the amount.
         if self.exponent < len(text) <= SIGNIFICANT_DIGITS + 1 and text[-1 - self.exponent] == 46:
             try:
@@ -131,6 +139,8 @@ class _Minor:
                 if minor
                 else self._zero
             )
+        if text == _NULL:
+            return None
         whole, _, decimals = text.partition(b".")
         count = len(decimals)
         # At most 15 digits: the text is its own 15-digit reading, and below 10**15.
@@ -144,7 +154,7 @@ class _Minor:
             return self._zero  # no "-0.00" on the wire
         if count > self.exponent:
             return self._minor(_round_half_up(units, count - self.exponent))
-        # The common case, kept free of arithmetic on text: the JSON text is the amount.
+        # Fewer decimals than the currency (``10.0``): the padded text is the amount.
         return Money(
             amount=text.decode() + self._pads[count],
             minor=units * self._scales[count],
@@ -168,15 +178,17 @@ class _Minor:
         """``minuend - subtrahend``; ``None`` from 10**15 on, like any recognized amount."""
         return self._bounded(int(self.value(minuend)) - int(self.value(subtrahend)))
 
-    def _decimal(self, text: bytes) -> Money | None:
+    def _decimal(self, text: bytes) -> Money:
         """The general case: read at 15 digits, then round half-up to the exponent.
 
         Values too small to matter round to zero instead of being refused.
         """
         value = _READ.plus(Decimal(text.decode()))
-        if not value.is_finite() or value.adjusted() > MAX_ADJUSTED_EXPONENT:
-            return None
-        return self._bounded(int(value.scaleb(self.exponent).to_integral_value(ROUND_HALF_UP)))
+        if value.is_finite() and value.adjusted() <= MAX_ADJUSTED_EXPONENT:
+            rounded = value.scaleb(self.exponent).to_integral_value(ROUND_HALF_UP)
+            if money := self._bounded(int(rounded)):
+                return money
+        raise UnreadableNumberError(text)
 
     def _bounded(self, minor: int) -> Money | None:
         return None if abs(minor) >= self._limit else self._minor(minor)
@@ -203,9 +215,13 @@ class _Unrounded:
         self.code = code
 
     def money(self, text: bytes) -> Money | None:
-        """``Money`` of the number read at 15 digits; ``None`` if unreadable."""
+        """``Money`` of the number read at 15 digits, ``None`` for ``null``."""
+        if text == _NULL:
+            return None
         value = read_text(text)
-        return None if value is None else self._money(value)
+        if value is None:
+            raise UnreadableNumberError(text)
+        return self._money(value)
 
     def value(self, money: Money) -> Value:
         """The exact decimal of ``money``."""

@@ -8,7 +8,7 @@ summed value.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Final
@@ -17,7 +17,14 @@ import msgspec
 
 from service.domain.dates import parse_date
 from service.domain.identifiers import bic_is_valid, iban_is_valid, is_known_country
-from service.domain.money import Denomination, Value, decimal_text, denomination, read_text
+from service.domain.money import (
+    Denomination,
+    UnreadableNumberError,
+    Value,
+    decimal_text,
+    denomination,
+    read_text,
+)
 from service.domain.monite_models import (
     Number,
     OcrAddress,
@@ -47,6 +54,13 @@ from service.domain.schema import (
 )
 
 _NULL: Final = b"null"
+# A line item's amounts: the Monite field, and the normalized field (that warnings name).
+_LINE_AMOUNTS: Final = (
+    ("unit_price", "unit_price"),
+    ("subtotal", "subtotal"),
+    ("tax_amount", "tax_amount"),
+    ("total_amount", "total"),
+)
 _HUNDRED: Final = Decimal(100)
 _SHOWN_CHARS: Final = 40
 
@@ -220,21 +234,20 @@ class _Reader:
 
     # -- numbers -----------------------------------------------------------------------------
 
-    def _amount(self, number: Number, field: str, line: int | None = None) -> Money | None:
-        """An amount rounded to the currency; ``line`` locates a line item's field for warnings."""
+    def _amount(self, number: Number, field: str) -> Money | None:
+        """An amount rounded to the currency; an unreadable one is ``None`` with a warning."""
         text = bytes(number)
-        if text == _NULL:
+        try:
+            money = self.denomination.money(text)
+        except UnreadableNumberError:
+            self._unreadable(text, field)
             return None
-        money = self.denomination.money(text)
-        if money is None:
-            self._warn(
-                "number_out_of_range",
-                _path(field, line),
-                f"{_cut(text.decode())} is not a readable amount",
-            )
-            return None
-        self.amounts_seen = True
+        if money is not None:
+            self.amounts_seen = True
         return money
+
+    def _unreadable(self, text: bytes, field: str) -> None:
+        self._warn("number_out_of_range", field, f"{_cut(text.decode())} is not a readable amount")
 
     def _totals(
         self, subtotal: Number, tax: Number, total: Number
@@ -284,28 +297,57 @@ class _Reader:
         discount: Money | None,
     ) -> list[LineItem]:
         """The normalized lines; checks them and the document totals against each other."""
-        # Bound once: this loop is the hot path of normalization (4 amounts per line).
-        amount, rate, quantity = self._amount, self._rate, self._quantity
-        lines = [
-            LineItem(
-                position=index + 1,
-                name=_text(item.name),
-                description=_text(item.description),
-                quantity=quantity(item.quantity, index),
-                unit=_text(item.unit),
-                unit_price=amount(item.unit_price, "unit_price", index),
-                subtotal=amount(item.subtotal, "subtotal", index),
-                tax_rate=rate(item.tax_rate, "tax_rate", index),
-                tax_amount=amount(item.tax_amount, "tax_amount", index),
-                total=amount(item.total_amount, "total", index),
-                reference=_text(item.line_reference),
-            )
-            for index, item in enumerate(items)
-        ]
+        lines: list[LineItem] = []
+        money = self.denomination.money  # bound once: this loop is the hot path
+        for index, item in enumerate(items):
+            try:
+                lines.append(self._line(index, item, money))
+            except UnreadableNumberError:
+                line = self._line(index, item, self._readable)
+                for source, field in _LINE_AMOUNTS:
+                    text = bytes(getattr(item, source))
+                    if getattr(line, field) is None and text != _NULL:
+                        self._unreadable(text, _path(field, index))
+                lines.append(line)
         if lines:
+            if self.currency is None and not self.amounts_seen:
+                self.amounts_seen = any(
+                    line.unit_price or line.subtotal or line.tax_amount or line.total
+                    for line in lines
+                )
             self._check_lines(lines, subtotal, total, discount)
         self._check_totals(subtotal, tax, total, discount)
         return lines
+
+    def _line(
+        self, index: int, item: OcrLineItem, money: Callable[[bytes], Money | None]
+    ) -> LineItem:
+        """One line; ``money`` reads its amounts (and may raise ``UnreadableNumberError``)."""
+        # Amounts first: if one raises, no warning of this line has been recorded yet.
+        unit_price = money(bytes(item.unit_price))
+        subtotal = money(bytes(item.subtotal))
+        tax_amount = money(bytes(item.tax_amount))
+        total = money(bytes(item.total_amount))
+        return LineItem(
+            position=index + 1,
+            name=_text(item.name),
+            description=_text(item.description),
+            quantity=self._quantity(item.quantity, index),
+            unit=_text(item.unit),
+            unit_price=unit_price,
+            subtotal=subtotal,
+            tax_rate=self._rate(item.tax_rate, "tax_rate", index),
+            tax_amount=tax_amount,
+            total=total,
+            reference=_text(item.line_reference),
+        )
+
+    def _readable(self, text: bytes) -> Money | None:
+        """``Money`` of a number, ``None`` if unreadable (the caller warns)."""
+        try:
+            return self.denomination.money(text)
+        except UnreadableNumberError:
+            return None
 
     def _check_lines(
         self,
