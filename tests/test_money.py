@@ -14,6 +14,7 @@ from service.domain.money import (
     decimal_text,
     denomination,
     read_number,
+    read_text,
 )
 from service.domain.schema import Money
 
@@ -66,8 +67,13 @@ def test_unreadable_numbers_are_refused(value: str) -> None:
     assert read_number(Decimal(value)) is None
 
 
+@pytest.mark.parametrize("text", [b"lots", b"sNaN", b"1e15"])
+def test_unreadable_texts_are_refused(text: bytes) -> None:
+    assert read_text(text) is None
+
+
 @pytest.mark.parametrize(
-    "value", ["NaN", "Infinity", "1e15", "-999999999999999.995", "1000000000000000"]
+    "value", ["NaN", "sNaN", "Infinity", "1e15", "-999999999999999.995", "1000000000000000", "x"]
 )
 def test_unreadable_amounts_are_refused_in_a_known_currency(value: str) -> None:
     with pytest.raises(UnreadableNumberError):

@@ -54,8 +54,12 @@ def read_number(value: Decimal) -> Decimal | None:
 
 
 def read_text(text: bytes) -> Decimal | None:
-    """``read_number`` of a JSON number's text."""
-    return read_number(Decimal(text.decode()))
+    """``read_number`` of a JSON number's text; ``None`` also if it is no number at all."""
+    try:
+        value = Decimal(text.decode())
+    except InvalidOperation:
+        return None
+    return read_number(value)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -183,7 +187,10 @@ class _Minor:
 
         Values too small to matter round to zero instead of being refused.
         """
-        value = _READ.plus(Decimal(text.decode()))
+        try:
+            value = _READ.plus(Decimal(text.decode()))
+        except InvalidOperation:  # no number at all (JSON never gets here), or a signalling NaN
+            raise UnreadableNumberError(text) from None
         if value.is_finite() and value.adjusted() <= MAX_ADJUSTED_EXPONENT:
             rounded = value.scaleb(self.exponent).to_integral_value(ROUND_HALF_UP)
             if money := self._bounded(int(rounded)):
