@@ -33,7 +33,9 @@ _TERMINAL_STATUSES: Final = frozenset({"success", "error"})
 
 Number = msgspec.Raw
 """A JSON number exactly as received, ``null`` when absent; ``decode_task`` rejects other types."""
-NULL: Final = msgspec.Raw(b"null")
+_NULL: Final = b"null"
+# msgspec.Raw takes no union with None: an absent field reads as a JSON null instead.
+_ABSENT: Final = msgspec.Raw(_NULL)
 
 
 class _Model(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -75,20 +77,20 @@ class OcrLineItem(_Model, frozen=True):
 
     name: str | None = None
     description: str | None = None
-    quantity: Number = NULL
+    quantity: Number = _ABSENT
     unit: str | None = None
-    unit_price: Number = NULL
-    subtotal: Number = NULL
-    tax_rate: Number = NULL
-    tax_amount: Number = NULL
-    total_amount: Number = NULL
+    unit_price: Number = _ABSENT
+    subtotal: Number = _ABSENT
+    tax_rate: Number = _ABSENT
+    tax_amount: Number = _ABSENT
+    total_amount: Number = _ABSENT
     line_reference: str | None = None
 
 
 class OcrReceiptLineItem(OcrLineItem, frozen=True):
     """``OCRReceiptLineItem``: a line item that may carry a discount."""
 
-    discount_amount: Number = NULL
+    discount_amount: Number = _ABSENT
 
 
 _LineItems = Annotated[list[OcrLineItem], msgspec.Meta(max_length=MAX_LINE_ITEMS)]
@@ -103,11 +105,11 @@ class OcrInvoice(_Model, frozen=True, tag_field="type", tag="invoice"):
     due_date: str | None = None
     payment_terms: str | None = None
     currency: str | None = None
-    subtotal: Number = NULL
-    tax_rate: Number = NULL
-    tax_amount: Number = NULL
-    total_amount: Number = NULL
-    amount_paid: Number = NULL
+    subtotal: Number = _ABSENT
+    tax_rate: Number = _ABSENT
+    tax_amount: Number = _ABSENT
+    total_amount: Number = _ABSENT
+    amount_paid: Number = _ABSENT
     sender: OcrCounterpart | None = None
     recipient: OcrCounterpart | None = None
     line_items: _LineItems | None = None
@@ -120,10 +122,10 @@ class OcrCreditNote(_Model, frozen=True, tag_field="type", tag="credit_note"):
     original_invoice_number: str | None = None
     issue_date: str | None = None
     currency: str | None = None
-    subtotal: Number = NULL
-    tax_rate: Number = NULL
-    tax_amount: Number = NULL
-    total_amount: Number = NULL
+    subtotal: Number = _ABSENT
+    tax_rate: Number = _ABSENT
+    tax_amount: Number = _ABSENT
+    total_amount: Number = _ABSENT
     sender: OcrCounterpart | None = None
     recipient: OcrCounterpart | None = None
     line_items: _LineItems | None = None
@@ -135,12 +137,12 @@ class OcrReceipt(_Model, frozen=True, tag_field="type", tag="receipt"):
     document_number: str | None = None
     issued_at: str | None = None
     currency: str | None = None
-    subtotal: Number = NULL
-    tax_rate: Number = NULL
-    tax_amount: Number = NULL
+    subtotal: Number = _ABSENT
+    tax_rate: Number = _ABSENT
+    tax_amount: Number = _ABSENT
     tax_type: str | None = None
-    total_amount: Number = NULL
-    discount: Number = NULL
+    total_amount: Number = _ABSENT
+    discount: Number = _ABSENT
     sender: OcrCounterpart | None = None
     line_items: _ReceiptLineItems | None = None
 
@@ -167,12 +169,8 @@ class OcrTaskPage(_Model, frozen=True):
     next_pagination_token: str | None = None
 
 
-_NULL: Final = b"null"
-
-
 class _RecognizedDataOnly(msgspec.Struct, gc=False):
-    # msgspec.Raw takes no union with None: an absent field reads as a JSON null instead.
-    recognized_data: msgspec.Raw = msgspec.Raw(_NULL)
+    recognized_data: msgspec.Raw = _ABSENT
 
 
 _T = TypeVar("_T")
@@ -233,7 +231,7 @@ def _wrong_type(data: OcrRecognizedData, path: str) -> str:
     """The message of the first ``Number`` field that holds no number, in msgspec's words."""
     for field, text in _number_texts(data):
         first = text[:1]
-        if text != b"null" and first not in b"-0123456789":
+        if text != _NULL and first not in b"-0123456789":
             kind = _JSON_TYPE_OF_FIRST_BYTE.get(first, "array")
             return f"Expected `number | null`, got `{kind}` - at `{path}{field}`"
     raise AssertionError("no field without a number")  # only called after a failed check
