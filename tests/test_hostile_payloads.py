@@ -95,11 +95,6 @@ async def nested_task(simulator: SimulatorControl, depth: int, duration_s: float
     return task.id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no length cap on Monite's strings (service/domain/monite_models.py): the 3 MB string "
-    "is normalized and its 3 MB event trips aiohttp's large-body ResourceWarning in delivery",
-)
 async def test_a_3_mb_string_ends_as_an_invalid_payload_event(
     e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
 ) -> None:

@@ -19,6 +19,7 @@ from service.domain.monite_models import (
     KNOWN_STATUSES,
     MAX_LINE_ITEMS,
     MAX_TASK_BYTES,
+    MAX_TEXT_CHARS,
     OcrCounterpart,
     OcrCreditNote,
     OcrInvoice,
@@ -216,3 +217,17 @@ def test_known_statuses_are_exactly_those_of_monites_sdk() -> None:
     status = OcrTaskResponseSchema.model_fields["status"].annotation
     literal = typing.get_args(status)[0]
     assert set(typing.get_args(literal)) == KNOWN_STATUSES
+
+
+def test_a_text_longer_than_any_printed_field_is_rejected() -> None:
+    body = msgspec.json.encode(
+        {
+            "id": "2b9f1c3e-7a41-4d2a-9a51-0c7c1f5e8d10",
+            "created_at": "2026-11-20T10:15:00Z",
+            "updated_at": "2026-11-20T10:15:00Z",
+            "status": "success",
+            "recognized_data": {"type": "invoice", "payment_terms": "x" * (MAX_TEXT_CHARS + 1)},
+        }
+    )
+    with pytest.raises(msgspec.ValidationError, match="payment_terms"):
+        decode_task(body)

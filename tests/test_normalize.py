@@ -320,7 +320,7 @@ def test_receipt_discount_may_be_applied_after_the_lines() -> None:
 
 
 def test_warning_messages_quote_recognized_values_briefly() -> None:
-    document = _invoice(issue_date="x" * 100_000, total_amount=10**400)
+    document = _invoice(issue_date="x" * 5_000, total_amount=10**400)
     assert [len(w.message) < 100 for w in document.warnings] == [True, True]
 
 

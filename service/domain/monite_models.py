@@ -26,6 +26,10 @@ import msgspec
 MAX_LINE_ITEMS: Final = 10_000
 # Monite's task bodies are a few KiB; anything this large is not an OCR result.
 MAX_TASK_BYTES: Final = 8 * 1024 * 1024
+# The longest text a printed document field can hold (a line description is a few hundred
+# characters); longer is not OCR output, and would be copied into every event.
+MAX_TEXT_CHARS: Final = 10_000
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 
 KNOWN_STATUSES: Final = frozenset({"processing", "success", "error"})
 _TERMINAL_STATUSES: Final = frozenset({"success", "error"})
@@ -45,28 +49,28 @@ class _Model(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class OcrAddress(_Model, frozen=True):
     """``OCRAddressDetails``; every field optional."""
 
-    street_and_number: str | None = None
-    city: str | None = None
-    postal_code: str | None = None
-    state: str | None = None
-    country: str | None = None
+    street_and_number: Text | None = None
+    city: Text | None = None
+    postal_code: Text | None = None
+    state: Text | None = None
+    country: Text | None = None
 
 
 class OcrBankDetails(_Model, frozen=True):
     """``OCRBankDetails``; every field optional."""
 
-    iban: str | None = None
-    swift_bic: str | None = None
-    bank_account_number: str | None = None
+    iban: Text | None = None
+    swift_bic: Text | None = None
+    bank_account_number: Text | None = None
 
 
 class OcrCounterpart(_Model, frozen=True):
     """``OCRCounterpartDetails``: the sender or recipient printed on a document."""
 
-    name: str | None = None
-    email: str | None = None
-    tax_number: str | None = None
-    vat_number: str | None = None
+    name: Text | None = None
+    email: Text | None = None
+    tax_number: Text | None = None
+    vat_number: Text | None = None
     # Monite marks both as required but always-present-and-empty; None tolerates their absence.
     address: OcrAddress | None = None
     bank_account: OcrBankDetails | None = None
@@ -75,16 +79,16 @@ class OcrCounterpart(_Model, frozen=True):
 class OcrLineItem(_Model, frozen=True):
     """``OCRLineItem``; every field optional."""
 
-    name: str | None = None
-    description: str | None = None
+    name: Text | None = None
+    description: Text | None = None
     quantity: Number = _ABSENT
-    unit: str | None = None
+    unit: Text | None = None
     unit_price: Number = _ABSENT
     subtotal: Number = _ABSENT
     tax_rate: Number = _ABSENT
     tax_amount: Number = _ABSENT
     total_amount: Number = _ABSENT
-    line_reference: str | None = None
+    line_reference: Text | None = None
 
 
 class OcrReceiptLineItem(OcrLineItem, frozen=True):
@@ -100,11 +104,11 @@ _ReceiptLineItems = Annotated[list[OcrReceiptLineItem], msgspec.Meta(max_length=
 class OcrInvoice(_Model, frozen=True, tag_field="type", tag="invoice"):
     """``OCRInvoice``: ``recognized_data`` of an invoice."""
 
-    document_number: str | None = None
-    issue_date: str | None = None
-    due_date: str | None = None
-    payment_terms: str | None = None
-    currency: str | None = None
+    document_number: Text | None = None
+    issue_date: Text | None = None
+    due_date: Text | None = None
+    payment_terms: Text | None = None
+    currency: Text | None = None
     subtotal: Number = _ABSENT
     tax_rate: Number = _ABSENT
     tax_amount: Number = _ABSENT
@@ -118,10 +122,10 @@ class OcrInvoice(_Model, frozen=True, tag_field="type", tag="invoice"):
 class OcrCreditNote(_Model, frozen=True, tag_field="type", tag="credit_note"):
     """``OCRCreditNote``: ``recognized_data`` of a credit note."""
 
-    document_number: str | None = None
-    original_invoice_number: str | None = None
-    issue_date: str | None = None
-    currency: str | None = None
+    document_number: Text | None = None
+    original_invoice_number: Text | None = None
+    issue_date: Text | None = None
+    currency: Text | None = None
     subtotal: Number = _ABSENT
     tax_rate: Number = _ABSENT
     tax_amount: Number = _ABSENT
@@ -134,13 +138,13 @@ class OcrCreditNote(_Model, frozen=True, tag_field="type", tag="credit_note"):
 class OcrReceipt(_Model, frozen=True, tag_field="type", tag="receipt"):
     """``OCRReceipt``: ``recognized_data`` of a receipt (no recipient; a date-time, not a date)."""
 
-    document_number: str | None = None
-    issued_at: str | None = None
-    currency: str | None = None
+    document_number: Text | None = None
+    issued_at: Text | None = None
+    currency: Text | None = None
     subtotal: Number = _ABSENT
     tax_rate: Number = _ABSENT
     tax_amount: Number = _ABSENT
-    tax_type: str | None = None
+    tax_type: Text | None = None
     total_amount: Number = _ABSENT
     discount: Number = _ABSENT
     sender: OcrCounterpart | None = None
