@@ -31,6 +31,7 @@ import httpx
 import msgspec
 import redis
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.devstack import RedisServer, free_port
 from service.keys import Keys
@@ -118,6 +119,7 @@ class Stack:
         self.dir = Path(tempfile.mkdtemp(prefix=f"ocr-relay-bench-{label}-"))
         self.children: list[Child] = []
         self.profilers: list[Child] = []
+        self.worker_metrics_urls: list[str] = []
         self.api_key, api_keys_entry = new_api_key()
         self.redis = RedisServer(self.dir / "redis", appendonly=False)
         self.simulator_url = ""
@@ -183,10 +185,16 @@ class Stack:
         return self.api_url
 
     def start_workers(self, count: int, extra: Mapping[str, str]) -> None:
-        """Start ``count`` ``ocr-relay worker`` processes; returns once one heartbeats."""
-        started = [
-            self._spawn(f"worker{n}", ["worker"], {**self.env, **extra}) for n in range(count)
-        ]
+        """Start ``count`` ``ocr-relay worker`` processes; returns once one heartbeats.
+
+        Each serves its metrics on a port of its own (``worker_metrics_urls``).
+        """
+        started = []
+        for n in range(count):
+            port = free_port()
+            self.worker_metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
+            env = {**self.env, **extra, "WORKER_METRICS_PORT": str(port)}
+            started.append(self._spawn(f"worker{n}", ["worker"], env))
         heartbeat = Keys(self.env["REDIS_KEY_PREFIX"]).health_check()
         client = redis.Redis.from_url(self.redis.url)
         try:
@@ -339,6 +347,19 @@ async def create_tasks(
             ids = await sim.create_tasks(share, entity_id=entity, duration_s=None)
             created += [(task_id, entity) for task_id in ids]
     return created, finish_by
+
+
+async def worker_metrics(http: httpx.AsyncClient, urls: list[str]) -> dict[str, float]:
+    """The workers' Prometheus samples, summed over workers, keyed ``name{label="v",…}``."""
+    totals: dict[str, float] = {}
+    for url in urls:
+        text = (await http.get(url)).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                key = f"{sample.name}{{{labels}}}"
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
 
 
 def monite_totals(counters: Counters) -> tuple[int, int, int]:

@@ -47,6 +47,7 @@ from _stack import (
     run_main,
     table,
     wait_for,
+    worker_metrics,
 )
 
 from service.simulator import SimulatorConfig, SimulatorControl
@@ -70,6 +71,8 @@ class RunResult(msgspec.Struct, kw_only=True):
     peak_per_second: int
     setup_s: float
     cpu_s: dict[str, float]
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    """The workers' Prometheus samples at the end (ocr-relay runs only)."""
 
     @property
     def measured(self) -> int:
@@ -100,7 +103,35 @@ class RunResult(msgspec.Struct, kw_only=True):
             " ".join(f"{name} {cpu:.0f}" for name, cpu in self.cpu_s.items()),
         ]
 
+    def inside_row(self) -> list[str]:
+        """Where ocr-relay's time went, from its workers' metrics."""
+        m = self.metrics
 
+        def ratio(num: str, den: str) -> float:
+            return m.get(num, 0.0) / max(1.0, m.get(den, 0.0))
+
+        lag, batch = "ocr_relay_event_lag_seconds", "ocr_relay_monite_batch_size"
+        wait = 'ocr_relay_monite_limiter_wait_seconds_{}{{priority="low"}}'
+        fresh = ratio(lag + '_bucket{le="5.0"}', lag + "_count{}")
+        processing = m.get('ocr_relay_polls_total{result="processing"}', 0.0)
+        return [
+            f"{self.watches:,}",
+            f"{100 * fresh:.1f} %",
+            f"{ratio(lag + '_sum{}', lag + '_count{}'):.2f}",
+            f"{processing:,.0f}",
+            f"{ratio(batch + '_sum{}', batch + '_count{}'):.1f}",
+            f"{ratio(wait.format('sum'), wait.format('count')):.3f}",
+        ]
+
+
+INSIDE_HEADER: Final = [
+    "watches",
+    "events stored ≤ 5 s after completion",
+    "mean s to stored event",
+    "polls answered 'processing'",
+    "mean ids per list request",
+    "mean limiter wait (re-polls) s",
+]
 HEADER: Final = [
     "watches",
     "polling",
@@ -257,6 +288,7 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
                 check=stack.check_alive,
             )
             requests, throttled, peak = monite_totals(await sim.counters())
+            metrics = await worker_metrics(http, stack.worker_metrics_urls)
             arrivals = list(receiver.arrivals.values())
         cpu_after = _cpu_seconds(stack.pids())
     late = {
@@ -274,6 +306,7 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
         peak_per_second=peak,
         setup_s=setup_s,
         cpu_s=_spent(cpu_before, cpu_after),
+        metrics=metrics,
     )
 
 
@@ -358,15 +391,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def main(args: argparse.Namespace) -> int:
     """Run every size, both ways, and print the table."""
-    rows = []
+    rows, inside = [], []
     for size in args.sizes:
         print(f"{size:,} watches: ocr-relay …", flush=True)
-        rows.append((await run_relay(args, size)).row())
+        relay = await run_relay(args, size)
+        rows.append(relay.row())
+        inside.append(relay.inside_row())
         if not args.skip_baseline:
             print(f"{size:,} watches: per-task polling …", flush=True)
             rows.append((await run_per_task(args, size)).row())
     print()
     print(table(HEADER, rows))
+    print()
+    print(table(INSIDE_HEADER, inside))
     return 0
 
 
