@@ -255,7 +255,7 @@ def _plan(settings: Settings, api_port: int, simulator_port: int) -> _Plan:
     if not settings.secrets_key:
         key_file = DEV_DATA_DIR / "secrets.key"
         plan.env["SECRETS_KEY"] = _dev_secrets_key(key_file)
-        plan.banner.append(f"Secrets key: {key_file} (seals webhook secrets in Redis)")
+        plan.banner.append(f"Sealing:    key in {key_file} (webhook secrets are sealed in Redis)")
     if not settings.api_keys:
         key, entry = _dev_api_key()
         plan.env["API_KEYS"] = entry
