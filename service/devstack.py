@@ -27,6 +27,7 @@ import redis
 
 from service.sealing import generate_key
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
+from service.simulator.config import DEV_WEBHOOK_SECRET
 
 REDIS_INSTALL_HINT: Final = (
     "redis-server was not found on PATH and no Redis answers at REDIS_URL. Install it with "
@@ -246,6 +247,10 @@ def _plan(settings: Settings, api_port: int, simulator_port: int) -> _Plan:
         plan.env["MONITE_BASE_URL"] = f"http://127.0.0.1:{simulator_port}/v1"
         plan.env["MONITE_CLIENT_ID"] = DEV_MONITE_CLIENT_ID
         plan.env["MONITE_CLIENT_SECRET"] = DEV_MONITE_CLIENT_SECRET
+        if not settings.monite_webhook_secret:
+            # The simulator pushes ocr_task.finished like Monite, so dev exercises the fast path.
+            plan.env["SIM_WEBHOOK_URL"] = f"{api}/v1/monite/webhooks"
+            plan.env["MONITE_WEBHOOK_SECRET"] = DEV_WEBHOOK_SECRET
         plan.banner.append(
             f"Simulator:  {plan.env['MONITE_BASE_URL']} (no Monite credentials configured)"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import redis
 
 from service.devstack import RedisServer, free_port, redis_reachable
 from service.settings import ENV_VARS
+from tests.conftest import Receiver
 
 READY_TIMEOUT_S = 45.0
 
@@ -206,3 +208,30 @@ def test_private_redis_keeps_writes_across_a_graceful_restart(
 
 def test_redis_is_unreachable_where_nothing_listens() -> None:
     assert not redis_reachable(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+
+
+@pytest.mark.slow
+async def test_dev_wires_the_simulators_push_to_the_api(
+    dev_stack: Callable[..., DevStack], receiver: Receiver
+) -> None:
+    # Polls 30 s apart: only the simulator's ocr_task.finished push can finish the watch quickly.
+    stack = dev_stack(settings={"POLL_SCHEDULE_S": "30"})
+    await asyncio.to_thread(stack.wait_ready)
+    key = re.search(r"API key:\s+(\S+)", stack.output())
+    assert key, stack.output()
+    sim = f"http://127.0.0.1:{stack.simulator_port}"
+    entity = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
+    async with httpx.AsyncClient(timeout=10) as http:
+        task = (
+            await http.post(f"{sim}/_sim/tasks", json={"entity_id": entity, "duration_s": 2.0})
+        ).json()
+        created = await http.post(
+            f"{stack.api}/v1/watches",
+            json={"task_id": task["id"], "entity_id": entity, "callback_url": receiver.url},
+            headers={"Authorization": f"Bearer {key[1]}"},
+        )
+        assert created.status_code == 201, created.text
+        [delivery] = await receiver.wait_for(1, within_s=10)
+        counters = (await http.get(f"{sim}/_sim/counters")).json()
+    assert delivery.headers["webhook-id"].startswith("evt_")
+    assert counters["webhooks"]["delivered"] == 1
