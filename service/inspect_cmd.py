@@ -8,7 +8,7 @@ import sys
 import msgspec
 from redis.exceptions import RedisError
 
-from service.api.schemas import delivery_out, watch_out
+from service.api.schemas import watch_out
 from service.keys import Keys
 from service.queue import connect
 from service.settings import Settings
@@ -34,7 +34,7 @@ async def _inspect(settings: Settings, watch_id: str) -> Inspection | None:
         event = await store.get_event(watch.event_id) if watch.event_id else None
         return Inspection(
             watch=watch_out(watch, transitions=await store.transitions(watch_id)),
-            deliveries=[delivery_out(a) for a in await store.attempts(watch_id)],
+            deliveries=list(await store.attempts(watch_id)),
             event=None if event is None else msgspec.json.decode(event.body),
         )
     finally:

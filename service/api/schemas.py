@@ -96,25 +96,10 @@ class WatchList(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
-class DeliveryOut(msgspec.Struct, frozen=True, kw_only=True):
-    """One delivery attempt."""
-
-    event_id: str
-    series: int
-    attempt: int
-    at: datetime
-    status_code: int | None
-    latency_ms: float
-    outcome: str
-    error: str | None
-    response_excerpt: str | None
-    next_attempt_at: datetime | None
-
-
 class DeliveryList(msgspec.Struct, frozen=True):
     """A watch's delivery attempts, oldest first."""
 
-    items: list[DeliveryOut]
+    items: list[LoggedAttempt]
 
 
 class SecretOut(msgspec.Struct, frozen=True):
@@ -160,20 +145,4 @@ def watch_out(
                 for t in transitions
             ]
         ),
-    )
-
-
-def delivery_out(a: LoggedAttempt) -> DeliveryOut:
-    """The API view of a logged attempt."""
-    return DeliveryOut(
-        event_id=a.event_id,
-        series=a.series,
-        attempt=a.attempt,
-        at=a.at,
-        status_code=a.status_code,
-        latency_ms=a.latency_ms,
-        outcome=a.outcome,
-        error=a.error,
-        response_excerpt=a.response_excerpt,
-        next_attempt_at=a.next_attempt_at,
     )

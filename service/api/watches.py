@@ -22,7 +22,6 @@ from service.api.schemas import (
     WatchIn,
     WatchList,
     WatchOut,
-    delivery_out,
     watch_out,
 )
 from service.domain.watch import Watch, WatchState
@@ -184,7 +183,7 @@ class WatchController(Controller):
         """Every attempt, oldest first: time, status, latency, error, response excerpt."""
         await _owned(services, client, watch_id)
         attempts = await services.store.attempts(watch_id)
-        return DeliveryList(items=[delivery_out(a) for a in attempts])
+        return DeliveryList(items=attempts)
 
     @post(
         "/{watch_id:str}/redeliver",
