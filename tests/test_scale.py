@@ -41,12 +41,15 @@ async def monite_requests(simulator: SimulatorControl) -> tuple[int, int, int]:
     )
 
 
-async def register_many(api: Client, task_ids: list[str], callback_url: str) -> list[str]:
+async def register_many(
+    api: Client, task_ids: list[str], callback_url: str, entities: list[str] | None = None
+) -> list[str]:
+    """Register a watch per task (of ``entities[i]``, or all of ``ENTITY``); their ids."""
     ids = []
-    for task_id in task_ids:
+    for task_id, entity in zip(task_ids, entities or [ENTITY] * len(task_ids), strict=True):
         answer = await api.post(
             "/v1/watches",
-            json={"task_id": task_id, "callback_url": callback_url, "entity_id": ENTITY},
+            json={"task_id": task_id, "callback_url": callback_url, "entity_id": entity},
             headers=auth(),
         )
         assert answer.status_code == 201
@@ -90,14 +93,7 @@ async def test_two_workers_together_stay_within_the_rate_limit(
     await start_worker(settings)
     await start_worker(settings)
     async with AsyncTestClient(app=create_app(settings)) as api:
-        watch_ids = []
-        for entity, task_id in zip(entities, tasks, strict=True):
-            answer = await api.post(
-                "/v1/watches",
-                json={"task_id": task_id, "callback_url": receiver.url, "entity_id": entity},
-                headers=auth(),
-            )
-            watch_ids.append(answer.json()["id"])
+        watch_ids = await register_many(api, tasks, receiver.url, entities)
         for watch_id in watch_ids:
             assert (await settled(api, watch_id, within_s=60))["state"] == "delivered"
     requests, throttled, peak = await monite_requests(simulator)
@@ -117,14 +113,7 @@ async def test_a_storm_of_429s_delays_watches_but_fails_none(
     tasks = [(await simulator.create_task(entity_id=e, duration_s=0.5)).id for e in entities]
     await simulator.configure(rate_limit=4.0, rate_burst=2.0)
     async with AsyncTestClient(app=create_app(scale_settings)) as api:
-        watch_ids = []
-        for entity, task_id in zip(entities, tasks, strict=True):
-            answer = await api.post(
-                "/v1/watches",
-                json={"task_id": task_id, "callback_url": receiver.url, "entity_id": entity},
-                headers=auth(),
-            )
-            watch_ids.append(answer.json()["id"])
+        watch_ids = await register_many(api, tasks, receiver.url, entities)
         finals = [await settled(api, w, within_s=60) for w in watch_ids]
     _, throttled, _ = await monite_requests(simulator)
     assert throttled > 0
