@@ -362,6 +362,23 @@ async def start_worker(
 
 
 @pytest.fixture
+async def run_burst(e2e_settings: Settings, redis: Redis) -> Callable[[], Awaitable[int]]:
+    """``await run_burst()``: an in-process arq worker in burst mode runs every queued job (due
+    or deferred) until the queue is empty; returns how many jobs completed."""
+
+    async def run() -> int:
+        worker = build_worker(e2e_settings, burst=True, poll_delay=0.01)
+        try:
+            await worker.async_run()
+            return worker.jobs_complete
+        finally:
+            await shutdown(worker.ctx)
+            await worker.pool.aclose(close_connection_pool=True)
+
+    return run
+
+
+@pytest.fixture
 async def worker(start_worker: Callable[..., Awaitable[Worker]]) -> Worker:
     """One running in-process worker."""
     return await start_worker()

@@ -234,3 +234,14 @@ async def test_a_429_from_monite_delays_the_next_poll_by_retry_after(
     counters = await simulator.counters()
     assert sum(c.throttled for c in counters.clients.values()) >= 1
     assert time.monotonic() - started >= 1.0
+
+
+async def test_one_burst_of_the_queue_polls_and_delivers_a_finished_task(
+    e2e_api: Client, run_burst: Any, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    watch = await register(e2e_api, task.id, receiver.url)
+    assert await run_burst() >= 2  # the poll round, then the delivery it enqueued
+    done = (await e2e_api.get(f"/v1/watches/{watch['id']}", headers=auth())).json()
+    assert done["state"] == "delivered"
+    assert len(receiver.requests) == 1
