@@ -57,6 +57,10 @@ class Keys:
         """Sorted set: watch ids of one poll group scored by next poll time (ms since epoch)."""
         return f"{self.prefix}due:{group}"
 
+    def early(self, group: str) -> str:
+        """Sorted set: the same watch ids scored by the earliest time a poll is worth it (ms)."""
+        return f"{self.prefix}early:{group}"
+
     def groups(self) -> str:
         """Set of poll groups that may have watches in their due set."""
         return f"{self.prefix}groups"

@@ -6,8 +6,10 @@ Monite once for all of them (``GET /ocr_tasks?id__in=…``; a single watch uses
 and hands the watch to delivery. It repeats while watches are due, for at most ``ROUND_BUDGET_S``,
 then makes sure the next round is scheduled for the group's earliest due watch.
 
-A request is filled up with watches due within ``COALESCE_S`` when it has room: one request costs
-the same for 1 or 100 ids, and an early poll only makes a result fresher.
+A request with room is filled up with watches that are not due yet but whose "early" time has
+come (two thirds into their interval): one request costs the same for 1 or 100 ids, and an early
+poll only makes a result fresher. Polls that leave a watch polling are recorded for the whole
+batch in one Redis round trip.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -42,14 +44,16 @@ from service.monite import (
 from service.queue import Queue
 from service.ratelimit import Priority
 from service.settings import Settings
-from service.store import EventRecord, Store, now_utc, to_ms, wall_ms
+from service.store import EventRecord, PollRecord, Store, now_utc, to_ms, wall_ms
 
 log = logging.getLogger("ocr_relay.polling")
 
 BATCH: Final = 100
 LEASE_MS: Final = 60_000
 ROUND_BUDGET_S: Final = 20.0
-COALESCE_S: Final = 2.0
+# A batch with room takes watches up to this fraction of their interval early: one request costs
+# the same for 1 or 100 ids, and an early poll only makes a result fresher.
+EARLY_FRACTION: Final = 1 / 3
 # A round waits at most this long for a slot of the shared budget; past it, the claimed watches are
 # re-scheduled (their lease would otherwise run out while the round sleeps).
 BUDGET_WAIT_S: Final = 10.0
@@ -80,13 +84,7 @@ class Poller:
         polled = 0
         while time.monotonic() - started < ROUND_BUDGET_S:
             now = wall_ms()
-            ids = await self.store.claim_due(
-                group,
-                now_ms=now,
-                horizon_ms=now + int(COALESCE_S * 1000),
-                limit=BATCH,
-                lease_ms=LEASE_MS,
-            )
+            ids = await self.store.claim_due(group, now_ms=now, limit=BATCH, lease_ms=LEASE_MS)
             if not ids:
                 break
             watches = await self._live_watches(group, ids)
@@ -126,8 +124,8 @@ class Poller:
             }
         else:
             answers = await self._poll_batch(task_ids, entity_id, priority)
-        for watch in watches:
-            await self._apply(group, watch, answers[watch.task_id])
+        later = [await self._apply(w, answers[w.task_id]) for w in watches]
+        await self.store.record_polls(group, [p for p in later if p is not None])
 
     async def _poll_batch(
         self, task_ids: list[str], entity_id: str | None, priority: Priority
@@ -153,27 +151,28 @@ class Poller:
                 )
         return answers
 
-    async def _apply(self, group: str, watch: Watch, answer: MoniteResult) -> None:
+    async def _apply(self, watch: Watch, answer: MoniteResult) -> PollRecord | None:
+        """Act on Monite's answer; a watch that keeps polling gets its next poll back."""
         ctx = {"watch_id": watch.id, "task_id": watch.task_id}
         if not isinstance(answer, MoniteOk):
             metrics.POLLS.labels(_RESULT_LABELS[type(answer)]).inc()
         if isinstance(answer, MoniteOk):
-            await self._apply_task(group, watch, answer.body)
-        elif isinstance(answer, MoniteNotFound):
+            return await self._apply_task(watch, answer.body)
+        if isinstance(answer, MoniteNotFound):
             await self._finish_failed(watch, "task_not_found", _FAILURE_MESSAGES["task_not_found"])
         elif isinstance(answer, MoniteRateLimited):
-            await self._poll_later(group, watch, answer.retry_after_s, error=False)
+            return self._next_poll(watch, "wait", None, answer.retry_after_s)
         elif isinstance(answer, MoniteUnauthorized):
             await self._finish_failed(
                 watch, "upstream_unauthorized", _FAILURE_MESSAGES["upstream_unauthorized"]
             )
         elif isinstance(answer, MoniteUnavailable | MoniteRejected):
             log.warning("monite poll failed, will retry", extra={**ctx, "error": str(answer)})
-            await self._poll_later(group, watch, getattr(answer, "retry_after_s", None), error=True)
-        else:  # pragma: no cover - MoniteResult is a closed family
-            raise TypeError(f"unexpected Monite result {answer!r}")
+            retry_after = answer.retry_after_s if isinstance(answer, MoniteUnavailable) else None
+            return self._next_poll(watch, "error", None, retry_after)
+        return None
 
-    async def _apply_task(self, group: str, watch: Watch, body: bytes) -> None:
+    async def _apply_task(self, watch: Watch, body: bytes) -> PollRecord | None:
         try:
             task = decode_task(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -181,7 +180,7 @@ class Poller:
             await self._finish_failed(
                 watch, "invalid_payload", f"Monite's task could not be decoded: {exc}"
             )
-            return
+            return None
         metrics.POLLS.labels(task.status if task.status in _KNOWN else "unknown").inc()
         if not is_terminal(task.status):
             if task.status != "processing":
@@ -189,45 +188,43 @@ class Poller:
                     "unknown Monite task status, polling on",
                     extra={"watch_id": watch.id, "task_id": watch.task_id, "status": task.status},
                 )
-            await self._poll_later(group, watch, None, error=False, status=task.status)
-        elif task.status == "error":
+            return self._next_poll(watch, "poll", task.status, None)
+        if task.status == "error":
             await self._finish_failed(
                 watch, "ocr_error", _FAILURE_MESSAGES["ocr_error"], status=task.status
             )
         else:
             await self._finish_recognized(watch, task, body)
+        return None
 
-    async def _poll_later(
+    def _next_poll(
         self,
-        group: str,
         watch: Watch,
+        kind: Literal["poll", "error", "wait"],
+        status: str | None,
         retry_after_s: float | None,
-        *,
-        error: bool,
-        status: str | None = None,
-    ) -> None:
-        def mutate(w: Watch) -> Watch | None:
-            if w.state != WatchState.POLLING:
-                return None
-            if error:
-                w.poll_errors += 1
-            elif status is not None:
-                w.polls += 1
-                w.poll_errors = 0
-                w.last_monite_status = status
-            return w
-
-        updated = await self.store.update(watch.id, mutate)
-        if updated is None:
-            return
-        if error:
-            delay = backoff.upstream_error_delay(updated.poll_errors, retry_after_s)
+    ) -> PollRecord:
+        """When to poll a watch next, and from when on a batch with room may take it early."""
+        if kind == "error":
+            delay = backoff.upstream_error_delay(watch.poll_errors + 1, retry_after_s)
+            early = delay
         else:
+            polls = watch.polls + (1 if kind == "poll" else 0)
             delay = backoff.next_poll_delay(
-                self.settings.poll_schedule_s, max(1, updated.polls), retry_after_s
+                self.settings.poll_schedule_s, max(1, polls), retry_after_s
             )
-        at = min(now_utc() + timedelta(seconds=delay), updated.deadline_at)
-        await self.store.reschedule(group, {watch.id: to_ms(at)})
+            # Never early past a Retry-After; otherwise up to a third of the interval early.
+            early = delay if retry_after_s is not None else delay * (1 - EARLY_FRACTION)
+        now = now_utc()
+        due_at = min(now + timedelta(seconds=delay), watch.deadline_at)
+        early_at = min(now + timedelta(seconds=early), due_at)
+        return PollRecord(
+            watch_id=watch.id,
+            kind=kind,
+            status=status,
+            due_ms=to_ms(due_at),
+            early_ms=to_ms(early_at),
+        )
 
     async def _finish_recognized(self, watch: Watch, task: OcrTask, body: bytes) -> None:
         context = NormalizeContext(

@@ -1,10 +1,16 @@
 """Watches, events and delivery attempts in Redis.
 
-A watch is a hash ``{v: version, d: msgpack(Watch)}``. Every write is a compare-and-set on ``v`` in
-one Lua script, so two workers can never both move a watch forward: the loser re-reads and
-re-decides. Polling state lives in per-group sorted sets (``due``) scored by the next poll time;
-poll rounds claim due watches with a lease, so a watch is never polled twice at once and a crashed
-round's watches come back when the lease runs out.
+A watch is a hash ``{v: version, d: msgpack(Watch), s: state, p: polls, e: poll errors,
+m: last Monite status}``. Every change of ``d`` is a compare-and-set on ``v`` in one Lua script, so
+two workers can never both move a watch forward: the loser re-reads and re-decides. A poll that
+finds the task still processing only bumps ``p``/``e``/``m`` and re-schedules, for a whole batch in
+one script: that is the hot path, and it needs no compare-and-set because the round holds the
+watch's lease.
+
+Polling state lives in two sorted sets per group: ``due`` scored by the next poll time, ``early``
+by the earliest time a poll is still worth it (a request with room is filled up from there). Poll
+rounds claim watches with a lease (both scores move to now + lease), so a watch is never polled
+twice at once and a crashed round's watches come back when the lease runs out.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import base64
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Final, cast
+from typing import Final, Literal, cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -37,29 +43,38 @@ if dup then
   if ARGV[6] == '1' then redis.call('SET', KEYS[3], dup, 'EX', ARGV[7]) end
   return {0, dup}
 end
-redis.call('HSET', KEYS[1], 'v', '0', 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', '0', 'd', ARGV[2], 's', 'polling', 'p', 0, 'e', 0)
 redis.call('RPUSH', KEYS[8], ARGV[8])
 redis.call('SET', KEYS[2], ARGV[1])
 if ARGV[6] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7]) end
 redis.call('ZADD', KEYS[4], 0, ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[10], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[5])
 redis.call('HINCRBY', KEYS[9], 'current:polling', 1)
 redis.call('HINCRBY', KEYS[9], 'entered:polling', 1)
 return {1, ARGV[1]}
 """
 
-# KEYS: watch, transitions, due set, groups, attempts, event, stats.
+# KEYS: watch, transitions, due set, groups, attempts, event, stats, early set.
 # ARGV[9]: seconds the records of a finished watch are kept ('' = unchanged, '0' = keep forever);
-# ARGV[10], ARGV[11]: old and new state when the state changes (for the state counts).
+# ARGV[10], ARGV[11]: old and new state when the state changes (for the state counts);
+# ARGV[12..14]: polls, poll errors, last Monite status when the update changed them ('' if not).
 _CAS = """
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2], 's', ARGV[15])
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'p', ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[13]) end
+if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'm', ARGV[14]) end
 if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
-if ARGV[5] == 'remove' then redis.call('ZREM', KEYS[3], ARGV[6]) end
+if ARGV[5] == 'remove' then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+  redis.call('ZREM', KEYS[8], ARGV[6])
+end
 if ARGV[5] == 'add' then
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+  redis.call('ZADD', KEYS[8], ARGV[7], ARGV[6])
   redis.call('SADD', KEYS[4], ARGV[8])
 end
 if ARGV[10] ~= '' then
@@ -78,20 +93,54 @@ end
 return 1
 """
 
-# Claims due watches for one poll round: those due now first, then (to fill a request that is
-# being made anyway) those due within the horizon. Claimed members move to now + lease.
+# Claims watches for one poll round (KEYS: due, early): those due now, then, to fill a request
+# that is being made anyway, those whose early time has come. Claimed ones move to now + lease.
 _CLAIM = """
 local now = tonumber(ARGV[1])
-local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
+local limit = tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 if #ids == 0 then return ids end
-local room = tonumber(ARGV[3]) - #ids
-if room > 0 and tonumber(ARGV[2]) > now then
-  local extra = redis.call('ZRANGE', KEYS[1], '(' .. now, ARGV[2], 'BYSCORE', 'LIMIT', 0, room)
-  for _, id in ipairs(extra) do ids[#ids + 1] = id end
+if #ids < limit then
+  local taken = {}
+  for _, id in ipairs(ids) do taken[id] = true end
+  local extra = redis.call('ZRANGE', KEYS[2], '-inf', now, 'BYSCORE', 'LIMIT', 0, 2 * limit)
+  for _, id in ipairs(extra) do
+    if #ids >= limit then break end
+    if not taken[id] then
+      ids[#ids + 1] = id
+      taken[id] = true
+    end
+  end
 end
-local lease = now + tonumber(ARGV[4])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], lease, id) end
+local lease = now + tonumber(ARGV[3])
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], lease, id)
+  redis.call('ZADD', KEYS[2], lease, id)
+end
 return ids
+"""
+
+# Records polls that found their task still processing (or failed to reach Monite), for a
+# batch: KEYS due, early; ARGV[1] the watch key prefix, then per watch 5 values: id, kind
+# ('poll': Monite answered; 'error': it did not; 'wait': rate-limited, not a poll), Monite's status,
+# next due ms, early ms. A watch no longer polling (cancelled meanwhile) is left alone, and stays
+# out of the sets.
+_RECORD_POLLS = """
+for i = 2, #ARGV, 5 do
+  local id = ARGV[i]
+  local key = ARGV[1] .. id
+  if redis.call('HGET', key, 's') == 'polling' then
+    if ARGV[i + 1] == 'poll' then
+      redis.call('HINCRBY', key, 'p', 1)
+      redis.call('HSET', key, 'e', 0, 'm', ARGV[i + 2])
+    elseif ARGV[i + 1] == 'error' then
+      redis.call('HINCRBY', key, 'e', 1)
+    end
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 3], id)
+    redis.call('ZADD', KEYS[2], 'XX', ARGV[i + 4], id)
+  end
+end
+return 1
 """
 
 
@@ -134,6 +183,16 @@ _event_decoder = msgspec.msgpack.Decoder(EventRecord)
 _attempt_decoder = msgspec.msgpack.Decoder(LoggedAttempt)
 
 
+class PollRecord(msgspec.Struct, frozen=True):
+    """A poll that leaves its watch polling: what it found, and when to poll next."""
+
+    watch_id: str
+    kind: Literal["poll", "error", "wait"]
+    status: str | None
+    due_ms: int
+    early_ms: int
+
+
 class WatchPage(msgspec.Struct, frozen=True):
     """One page of a client's watches, newest first, and the cursor of the next page."""
 
@@ -158,6 +217,7 @@ class Store:
         self._create = redis.register_script(_CREATE)
         self._cas = redis.register_script(_CAS)
         self._claim = redis.register_script(_CLAIM)
+        self._record_polls = redis.register_script(_RECORD_POLLS)
 
     # -- watches -----------------------------------------------------------------------------
     async def create_watch(
@@ -184,6 +244,7 @@ class Store:
                 k.groups(),
                 k.watch_transitions(watch.id),
                 k.stats(),
+                k.early(group),
             ],
             args=[
                 watch.id,
@@ -213,8 +274,8 @@ class Store:
 
     async def get(self, watch_id: str) -> Watch | None:
         """The watch, or None when unknown."""
-        raw = await self.redis.hget(self.keys.watch(watch_id), "d")  # type: ignore[misc]
-        return None if raw is None else _watch_decoder.decode(raw)
+        fields = await self.redis.hmget(self.keys.watch(watch_id), _FIELDS)  # type: ignore[misc]
+        return _watch_from(fields)
 
     async def get_many(self, watch_ids: Sequence[str]) -> list[Watch | None]:
         """Several watches in one round trip, in the order asked."""
@@ -222,9 +283,9 @@ class Store:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for wid in watch_ids:
-                pipe.hget(self.keys.watch(wid), "d")
-            raws = await pipe.execute()
-        return [None if r is None else _watch_decoder.decode(r) for r in raws]
+                pipe.hmget(self.keys.watch(wid), _FIELDS)
+            rows = await pipe.execute()
+        return [_watch_from(fields) for fields in rows]
 
     async def update(
         self,
@@ -263,15 +324,17 @@ class Store:
                     due_op = "remove"
             if due_group is not None and due_at_ms is not None and new.state == WatchState.POLLING:
                 due_op = "add"
+            group = due_group or group_of(current)
             ok = await self._cas(
                 keys=[
                     self.keys.watch(watch_id),
                     self.keys.watch_transitions(watch_id),
-                    self.keys.due(due_group or group_of(current)),
+                    self.keys.due(group),
                     self.keys.groups(),
                     self.keys.attempts(watch_id),
                     self.keys.event(new.event_id or "-"),
                     self.keys.stats(),
+                    self.keys.early(group),
                 ],
                 args=[
                     str(current.version),
@@ -281,9 +344,13 @@ class Store:
                     due_op,
                     watch_id,
                     due_at_ms or 0,
-                    due_group or group_of(current),
+                    group,
                     retention,
                     *states,
+                    _changed(current.polls, new.polls),
+                    _changed(current.poll_errors, new.poll_errors),
+                    _changed(current.last_monite_status, new.last_monite_status),
+                    new.state.value,
                 ],
             )
             if ok:
@@ -350,31 +417,44 @@ class Store:
         return WatchPage(items=items, next_cursor=None if last is None else _encode_cursor(last))
 
     # -- polling -----------------------------------------------------------------------------
-    async def claim_due(
-        self, group: str, *, now_ms: int, horizon_ms: int, limit: int, lease_ms: int
-    ) -> list[str]:
-        """Lease up to ``limit`` watches of a group that are due (or due before the horizon)."""
+    async def claim_due(self, group: str, *, now_ms: int, limit: int, lease_ms: int) -> list[str]:
+        """Lease up to ``limit`` watches of a group: the due ones, topped up with early ones.
+
+        Returns nothing when none is due: early watches only fill a request made anyway.
+        """
         ids = await self._claim(
-            keys=[self.keys.due(group)], args=[now_ms, horizon_ms, limit, lease_ms]
+            keys=[self.keys.due(group), self.keys.early(group)], args=[now_ms, limit, lease_ms]
         )
         return [i.decode() for i in ids]
 
-    async def reschedule(self, group: str, due: dict[str, int]) -> None:
-        """Set the next poll time of watches still in the due set (a cancelled one stays out)."""
+    async def record_polls(self, group: str, polls: Sequence[PollRecord]) -> None:
+        """Count polls that did not finish their watch and schedule the next ones, in one go."""
+        if not polls:
+            return
+        args: list[str | int] = [self.keys.watch("")]
+        for poll in polls:
+            args += [poll.watch_id, poll.kind, poll.status or "", poll.due_ms, poll.early_ms]
+        await self._record_polls(keys=[self.keys.due(group), self.keys.early(group)], args=args)
+
+    async def reschedule(self, group: str, due: dict[str, tuple[int, int]]) -> None:
+        """Set (next due, early) times of watches still polling (a cancelled one stays out)."""
         if due:
-            await self.redis.zadd(self.keys.due(group), due, xx=True)
+            await self.redis.zadd(self.keys.due(group), {k: v[0] for k, v in due.items()}, xx=True)
+            await self.redis.zadd(
+                self.keys.early(group), {k: v[1] for k, v in due.items()}, xx=True
+            )
 
     async def drop_due(self, group: str, watch_ids: Sequence[str]) -> None:
-        """Take watches out of a group's due set (they no longer poll)."""
+        """Take watches out of a group's polling sets (they no longer poll)."""
         if watch_ids:
             await self.redis.zrem(self.keys.due(group), *watch_ids)
+            await self.redis.zrem(self.keys.early(group), *watch_ids)
 
     async def poll_now(self, group: str, watch_ids: Sequence[str], at_ms: int) -> None:
         """Make watches due at ``at_ms`` if they are polling (push fast path)."""
         if watch_ids:
-            await self.redis.zadd(
-                self.keys.due(group), dict.fromkeys(watch_ids, at_ms), xx=True, lt=True
-            )
+            for key in (self.keys.due(group), self.keys.early(group)):
+                await self.redis.zadd(key, dict.fromkeys(watch_ids, at_ms), xx=True, lt=True)
 
     async def earliest_due_ms(self, group: str) -> int | None:
         """When the next watch of a group is due, or None when none is."""
@@ -422,6 +502,29 @@ class Store:
         """The delivery attempt log of a watch, oldest first."""
         raws = await self.redis.lrange(self.keys.attempts(watch_id), 0, -1)  # type: ignore[misc]
         return [_attempt_decoder.decode(r) for r in raws]
+
+
+_FIELDS: Final = ["d", "p", "e", "m"]
+
+
+def _watch_from(fields: Sequence[bytes | None]) -> Watch | None:
+    """A watch from its hash fields: the record, with the poll counters kept beside it."""
+    data, polls, errors, status = fields
+    if data is None:
+        return None
+    watch = _watch_decoder.decode(data)
+    if polls is not None:
+        watch.polls = int(polls)
+    if errors is not None:
+        watch.poll_errors = int(errors)
+    if status is not None:
+        watch.last_monite_status = status.decode()
+    return watch
+
+
+def _changed(old: object, new: object) -> str:
+    """The new value as a hash field when an update changed it, else '' (leave it)."""
+    return "" if new == old or new is None else str(new)
 
 
 def group_of(watch: Watch) -> str:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from service.domain.watch import SigningSecret, Watch, WatchState
 from service.ids import new_id
-from service.store import Store, now_utc, to_ms, wall_ms
+from service.store import PollRecord, Store, now_utc, to_ms, wall_ms
 
 
 def make_watch(client: str = "a", task_id: str = "t-1", **changes: object) -> Watch:
@@ -117,12 +117,12 @@ async def test_claimed_watches_are_leased_and_not_claimed_twice(store: Store) ->
     for n in range(3):
         await create(store, make_watch(task_id=f"t-{n}"))
     now = wall_ms() + 10
-    first = await store.claim_due("-", now_ms=now, horizon_ms=now, limit=2, lease_ms=60_000)
-    second = await store.claim_due("-", now_ms=now, horizon_ms=now, limit=2, lease_ms=60_000)
+    first = await store.claim_due("-", now_ms=now, limit=2, lease_ms=60_000)
+    second = await store.claim_due("-", now_ms=now, limit=2, lease_ms=60_000)
     assert len(first) == 2
     assert len(second) == 1
     assert not set(first) & set(second)
-    assert await store.claim_due("-", now_ms=now, horizon_ms=now, limit=2, lease_ms=1) == []
+    assert await store.claim_due("-", now_ms=now, limit=2, lease_ms=1) == []
 
 
 async def test_a_request_is_filled_with_watches_due_soon(store: Store) -> None:
@@ -130,18 +130,23 @@ async def test_a_request_is_filled_with_watches_due_soon(store: Store) -> None:
     soon, _ = await create(store, make_watch(task_id="soon"))
     later, _ = await create(store, make_watch(task_id="later"))
     now = wall_ms()
-    await store.reschedule("-", {due_now.id: now - 1, soon.id: now + 1000, later.id: now + 60_000})
-    claimed = await store.claim_due("-", now_ms=now, horizon_ms=now + 2000, limit=10, lease_ms=5000)
+    await store.reschedule(
+        "-",
+        {
+            due_now.id: (now - 1, now - 1),
+            soon.id: (now + 1000, now - 500),  # not due, but its early time has come
+            later.id: (now + 60_000, now + 40_000),
+        },
+    )
+    claimed = await store.claim_due("-", now_ms=now, limit=10, lease_ms=5000)
     assert set(claimed) == {due_now.id, soon.id}
 
 
-async def test_nothing_due_claims_nothing_even_with_a_horizon(store: Store) -> None:
+async def test_early_watches_alone_are_never_claimed(store: Store) -> None:
     soon, _ = await create(store, make_watch(task_id="soon"))
     now = wall_ms()
-    await store.reschedule("-", {soon.id: now + 1000})
-    assert (
-        await store.claim_due("-", now_ms=now, horizon_ms=now + 2000, limit=10, lease_ms=5000) == []
-    )
+    await store.reschedule("-", {soon.id: (now + 1000, now - 500)})
+    assert await store.claim_due("-", now_ms=now, limit=10, lease_ms=5000) == []
 
 
 async def test_listing_pages_newest_first_without_gaps(store: Store) -> None:
@@ -206,3 +211,53 @@ async def test_state_counts_follow_transitions(store: Store) -> None:
     assert counts["current:polling"] == 1
     assert counts["current:delivering"] == 1
     assert counts["entered:polling"] == 2
+
+
+async def test_recorded_polls_count_and_reschedule_a_whole_batch(store: Store) -> None:
+    first, _ = await create(store, make_watch(task_id="a"))
+    second, _ = await create(store, make_watch(task_id="b"))
+    now = wall_ms()
+    await store.record_polls(
+        "-",
+        [
+            PollRecord(
+                watch_id=first.id,
+                kind="poll",
+                status="processing",
+                due_ms=now + 9000,
+                early_ms=now + 6000,
+            ),
+            PollRecord(
+                watch_id=second.id,
+                kind="error",
+                status=None,
+                due_ms=now + 2000,
+                early_ms=now + 2000,
+            ),
+        ],
+    )
+    polled, failed = await store.get_many([first.id, second.id])
+    assert polled is not None
+    assert failed is not None
+    assert (polled.polls, polled.last_monite_status, polled.poll_errors) == (1, "processing", 0)
+    assert (failed.polls, failed.poll_errors) == (0, 1)
+    assert await store.earliest_due_ms("-") == now + 2000
+
+
+async def test_a_recorded_poll_does_not_revive_a_cancelled_watch(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+
+    def cancel(w: Watch) -> Watch:
+        w.state = WatchState.CANCELLED
+        return w
+
+    await store.update(watch.id, cancel)
+    now = wall_ms()
+    await store.record_polls(
+        "-",
+        [PollRecord(watch_id=watch.id, kind="poll", status="processing", due_ms=now, early_ms=now)],
+    )
+    stored = await store.get(watch.id)
+    assert stored is not None
+    assert stored.polls == 0
+    assert await store.due_count("-") == 0
