@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import random
 import time
+from typing import Final
 
 import msgspec
 
@@ -23,6 +24,9 @@ class Counters(msgspec.Struct, kw_only=True):
     clients: dict[str, ClientCounters]
     tasks: int
     webhooks: WebhookCounters
+
+
+_TIMER_MARGIN_S: Final = 0.01
 
 
 class Simulator:
@@ -98,7 +102,9 @@ class Simulator:
         )
         self.tasks.add(task)
         if task.finished_at is not None:
-            self._schedule_webhook(task, task.finished_at - now)
+            # The event loop's timer may fire a little before the wall clock reaches finished_at
+            # (monotonic vs wall time, timer granularity): a margin keeps the task finished then.
+            self._schedule_webhook(task, task.finished_at - now + _TIMER_MARGIN_S)
         return task
 
     def complete(self, task: Task, outcome: Outcome | None) -> None:
