@@ -103,7 +103,8 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "ctx": {"settings": settings},
         "burst": burst,
         "max_jobs": 50,
-        "poll_delay": 0.05,
+        # How often an idle worker looks for due jobs: the push fast path's latency floor.
+        "poll_delay": 0.02,
         "keep_result": 0,
         "handle_signals": not burst,
     }

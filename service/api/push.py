@@ -78,5 +78,5 @@ async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushA
     for group in {group_of(w) for w in watches}:
         ids = [w.id for w in watches if group_of(w) == group]
         await services.store.poll_now(group, ids, now)
-        await services.queue.schedule_round(group, now)
+        await services.queue.schedule_round_now(group)
     return PushAccepted(accepted=True, watches=len(watches))
