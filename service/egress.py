@@ -83,6 +83,7 @@ class CallbackTarget(msgspec.Struct, frozen=True):
     url: str
     host: str
     address: IPAddress | None
+    port: int
 
 
 async def system_resolve(host: str) -> list[str]:
@@ -170,7 +171,8 @@ def parse_callback_url(url: str) -> CallbackTarget:
     seen = yarl.URL(normalized).raw_host or ""
     if seen.lower() != host and (address is None or _host_address(seen) != address):
         raise CallbackRefused("URL is ambiguous: its host cannot be determined reliably")
-    return CallbackTarget(url=normalized, host=host, address=address)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return CallbackTarget(url=normalized, host=host, address=address, port=port)
 
 
 def _is_localhost(host: str) -> bool:
@@ -219,17 +221,24 @@ class CallbackPolicy:
         allowed_networks: Sequence[str] = (),
         allowed_hosts: Sequence[str] = (),
         resolve: Resolve | None = None,
+        allowed_ports: Sequence[int] = (),
     ) -> None:
         self.allowed_networks = tuple(
             ipaddress.ip_network(n, strict=False) for n in allowed_networks
         )
         self.allowed_hosts = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
         self.resolve: Resolve = resolve or system_resolve
+        self.allowed_ports = frozenset(allowed_ports)
 
     @classmethod
     def from_settings(cls, settings: Settings, resolve: Resolve | None = None) -> CallbackPolicy:
-        """The policy of ``CALLBACK_ALLOWED_NETWORKS`` / ``CALLBACK_ALLOWED_HOSTS``."""
-        return cls(settings.callback_allowed_networks, settings.callback_allowed_hosts, resolve)
+        """The policy of ``CALLBACK_ALLOWED_NETWORKS`` / ``_HOSTS`` / ``_PORTS``."""
+        return cls(
+            settings.callback_allowed_networks,
+            settings.callback_allowed_hosts,
+            resolve,
+            settings.callback_allowed_ports,
+        )
 
     def host_allowed(self, host: str) -> bool:
         """True for a host in ``CALLBACK_ALLOWED_HOSTS`` (``*.example.org``: one label below)."""
@@ -252,6 +261,10 @@ class CallbackPolicy:
     def check_target(self, url: str) -> CallbackTarget:
         """Parse ``url`` and check a literal address; names are left to ``permitted_addresses``."""
         target = parse_callback_url(url)
+        if self.allowed_ports and target.port not in self.allowed_ports:
+            raise CallbackRefused(
+                f"port {target.port} is not allowed; CALLBACK_ALLOWED_PORTS lists the ones that are"
+            )
         if self.host_allowed(target.host):
             return target
         if target.address is not None:

@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: tuple[ApiClient, ...] = ()
     callback_allowed_networks: tuple[str, ...] = ()
     callback_allowed_hosts: tuple[str, ...] = ()
+    callback_allowed_ports: tuple[int, ...] = ()
     poll_schedule_s: tuple[float, ...] = DEFAULT_POLL_SCHEDULE
     delivery_schedule_s: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     delivery_timeout_s: float = 10.0
@@ -171,6 +172,10 @@ def _port(raw: str) -> int:
     if value > 65535:
         raise ValueError(f"expected a TCP port (1-65535), got {raw!r}")
     return value
+
+
+def _ports(raw: str) -> tuple[int, ...]:
+    return tuple(_port(part) for part in _csv(raw))
 
 
 def _schedule(raw: str) -> tuple[float, ...]:
@@ -286,6 +291,7 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "API_KEYS": ("api_keys", parse_api_keys),
     "CALLBACK_ALLOWED_NETWORKS": ("callback_allowed_networks", _networks),
     "CALLBACK_ALLOWED_HOSTS": ("callback_allowed_hosts", _hosts),
+    "CALLBACK_ALLOWED_PORTS": ("callback_allowed_ports", _ports),
     "POLL_SCHEDULE_S": ("poll_schedule_s", _schedule),
     "DELIVERY_SCHEDULE_S": ("delivery_schedule_s", _schedule),
     "DELIVERY_TIMEOUT_S": ("delivery_timeout_s", _positive_float),

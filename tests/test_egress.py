@@ -255,3 +255,16 @@ def test_any_text_is_a_target_or_a_clear_refusal(prefix: str, rest: str) -> None
         assert target.url.startswith(("http://", "https://"))
         return
     assert reason
+
+
+async def test_a_port_outside_the_allowlist_is_refused() -> None:
+    policy = CallbackPolicy(resolve=FakeDNS(), allowed_ports=(443,))
+    assert await policy.check_url(f"https://{PUBLIC_V4}/hook")
+    with pytest.raises(CallbackRefused, match="port 8443"):
+        await policy.check_url(f"https://{PUBLIC_V4}:8443/hook")
+    with pytest.raises(CallbackRefused, match="port 80"):
+        await policy.check_url(f"http://{PUBLIC_V4}/hook")
+
+
+async def test_without_a_port_allowlist_any_port_is_fine() -> None:
+    assert await _policy().check_url(f"http://{PUBLIC_V4}:8080/hook")
