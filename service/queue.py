@@ -76,4 +76,3 @@ class Queue:
             _job_id=self.keys.job_id("deliver", watch_id, str(series), str(attempt)),
             _defer_by=max(0.0, delay_s),
         )
-
