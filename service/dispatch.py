@@ -15,7 +15,9 @@ Every attempt is logged; the outcome decides the next step:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -49,12 +51,22 @@ class Dispatcher:
         self.client = client
         self.sealer = Sealer.from_settings(settings)
 
-    async def deliver(self, watch_id: str) -> LoggedAttempt | Busy | None:
+    async def deliver_many(self, watch_ids: Sequence[str]) -> list[LoggedAttempt | Busy | None]:
+        """``deliver`` for several watches at once (the watches a poll round finished)."""
+        watches = await self.store.get_many(watch_ids)
+        return await asyncio.gather(
+            *(self.deliver(i, current=w) for i, w in zip(watch_ids, watches, strict=True))
+        )
+
+    async def deliver(
+        self, watch_id: str, *, current: Watch | None = None
+    ) -> LoggedAttempt | Busy | None:
         """Make the next attempt of the watch's current series, if it is due one.
 
         Returns the logged attempt; ``Busy`` when another attempt holds the watch (the caller
         tries again when that lease ends, which covers a worker that died mid-attempt); None
-        when there is nothing to deliver (cancelled, delivered, unknown).
+        when there is nothing to deliver (cancelled, delivered, unknown). ``current`` is a copy of
+        the watch the caller has just read.
         """
         started = now_utc()
         lease_until = started + timedelta(seconds=self.settings.delivery_timeout_s + _LEASE_SLACK_S)
@@ -67,7 +79,7 @@ class Dispatcher:
             w.delivery_in_flight_until = lease_until
             return w
 
-        watch = await self.store.update(watch_id, lease)
+        watch = await self.store.update(watch_id, lease, current=current)
         if watch is None or watch.event_id is None:
             current = await self.store.get(watch_id)
             if (
@@ -76,7 +88,11 @@ class Dispatcher:
                 and current.delivery_in_flight_until is not None
                 and current.delivery_in_flight_until > started
             ):
-                return Busy(until=current.delivery_in_flight_until)
+                return Busy(
+                    until=current.delivery_in_flight_until,
+                    series=current.delivery_series,
+                    attempt=current.delivery_attempts + 1,
+                )
             return None
         event = await self.store.get_event(watch.event_id)
         if event is None:
@@ -127,7 +143,6 @@ class Dispatcher:
             response_excerpt=result.response_excerpt,
             next_attempt_at=next_at,
         )
-        await self.store.log_attempt(watch.id, logged)
         metrics.DELIVERY_ATTEMPTS.labels(result.outcome).inc()
         metrics.DELIVERY_LATENCY.observe(result.latency_ms / 1000)
 
@@ -142,7 +157,9 @@ class Dispatcher:
             return w
 
         reason = None if final_state is None else (failure.code if failure else "acknowledged")
-        settled = await self.store.update(watch.id, settle, reason=reason)
+        settled = await self.store.update(
+            watch.id, settle, reason=reason, current=watch, attempt=logged
+        )
         ctx = {
             "watch_id": watch.id,
             "task_id": watch.task_id,
@@ -195,9 +212,11 @@ class Dispatcher:
 
 
 class Busy(msgspec.Struct, frozen=True):
-    """Another attempt holds the watch until ``until``."""
+    """Another attempt holds the watch until ``until``; ``attempt`` of ``series`` comes next."""
 
     until: datetime
+    series: int
+    attempt: int
 
 
 def _exhausted(number: int, result: DeliveryAttempt) -> Failure:

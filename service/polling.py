@@ -88,10 +88,13 @@ class Poller:
             if not ids:
                 break
             watches = await self._live_watches(group, ids)
-            due = [w for w in watches if not await self._expire_if_late(w)]
+            outcomes = _Outcomes()
+            due = [w for w in watches if not await self._expire_if_late(w, outcomes)]
             if due:
-                await self._poll(group, entity_id, due)
+                await self._poll(entity_id, due, outcomes)
                 polled += len(due)
+            await self.store.record_polls(group, outcomes.polls)
+            await self.queue.deliver_now(outcomes.handed)
         await self._schedule_next(group, slot)
         return polled
 
@@ -103,16 +106,16 @@ class Poller:
         await self.store.drop_due(group, stale)
         return [w for w in found if w is not None and w.state == WatchState.POLLING]
 
-    async def _expire_if_late(self, watch: Watch) -> bool:
+    async def _expire_if_late(self, watch: Watch, outcomes: _Outcomes) -> bool:
         if watch.deadline_at > now_utc():
             return False
         metrics.POLLS.labels("deadline").inc()
         await self._finish_failed(
-            watch, "deadline_exceeded", _FAILURE_MESSAGES["deadline_exceeded"]
+            watch, outcomes, "deadline_exceeded", _FAILURE_MESSAGES["deadline_exceeded"]
         )
         return True
 
-    async def _poll(self, group: str, entity_id: str | None, watches: list[Watch]) -> None:
+    async def _poll(self, entity_id: str | None, watches: list[Watch], outcomes: _Outcomes) -> None:
         task_ids = sorted({w.task_id for w in watches})
         priority: Priority = "high" if any(w.polls == 0 for w in watches) else "low"
         answers: dict[str, MoniteResult]
@@ -124,8 +127,8 @@ class Poller:
             }
         else:
             answers = await self._poll_batch(task_ids, entity_id, priority)
-        later = [await self._apply(w, answers[w.task_id]) for w in watches]
-        await self.store.record_polls(group, [p for p in later if p is not None])
+        for watch in watches:
+            await self._apply(watch, answers[watch.task_id], outcomes)
 
     async def _poll_batch(
         self, task_ids: list[str], entity_id: str | None, priority: Priority
@@ -151,36 +154,40 @@ class Poller:
                 )
         return answers
 
-    async def _apply(self, watch: Watch, answer: MoniteResult) -> PollRecord | None:
-        """Act on Monite's answer; a watch that keeps polling gets its next poll back."""
+    async def _apply(self, watch: Watch, answer: MoniteResult, outcomes: _Outcomes) -> None:
+        """Act on Monite's answer: poll the watch again later, or finish it."""
         ctx = {"watch_id": watch.id, "task_id": watch.task_id}
         if not isinstance(answer, MoniteOk):
             metrics.POLLS.labels(_RESULT_LABELS[type(answer)]).inc()
         if isinstance(answer, MoniteOk):
-            return await self._apply_task(watch, answer.body)
-        if isinstance(answer, MoniteNotFound):
-            await self._finish_failed(watch, "task_not_found", _FAILURE_MESSAGES["task_not_found"])
+            await self._apply_task(watch, answer.body, outcomes)
+        elif isinstance(answer, MoniteNotFound):
+            await self._finish_failed(
+                watch, outcomes, "task_not_found", _FAILURE_MESSAGES["task_not_found"]
+            )
         elif isinstance(answer, MoniteRateLimited):
-            return self._next_poll(watch, "wait", None, answer.retry_after_s)
+            outcomes.polls.append(self._next_poll(watch, "wait", None, answer.retry_after_s))
         elif isinstance(answer, MoniteUnauthorized):
             await self._finish_failed(
-                watch, "upstream_unauthorized", _FAILURE_MESSAGES["upstream_unauthorized"]
+                watch,
+                outcomes,
+                "upstream_unauthorized",
+                _FAILURE_MESSAGES["upstream_unauthorized"],
             )
         elif isinstance(answer, MoniteUnavailable | MoniteRejected):
             log.warning("monite poll failed, will retry", extra={**ctx, "error": str(answer)})
             retry_after = answer.retry_after_s if isinstance(answer, MoniteUnavailable) else None
-            return self._next_poll(watch, "error", None, retry_after)
-        return None
+            outcomes.polls.append(self._next_poll(watch, "error", None, retry_after))
 
-    async def _apply_task(self, watch: Watch, body: bytes) -> PollRecord | None:
+    async def _apply_task(self, watch: Watch, body: bytes, outcomes: _Outcomes) -> None:
         try:
             task = decode_task(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             metrics.POLLS.labels("invalid_payload").inc()
             await self._finish_failed(
-                watch, "invalid_payload", f"Monite's task could not be decoded: {exc}"
+                watch, outcomes, "invalid_payload", f"Monite's task could not be decoded: {exc}"
             )
-            return None
+            return
         metrics.POLLS.labels(task.status if task.status in _KNOWN else "unknown").inc()
         if not is_terminal(task.status):
             if task.status != "processing":
@@ -188,14 +195,13 @@ class Poller:
                     "unknown Monite task status, polling on",
                     extra={"watch_id": watch.id, "task_id": watch.task_id, "status": task.status},
                 )
-            return self._next_poll(watch, "poll", task.status, None)
-        if task.status == "error":
+            outcomes.polls.append(self._next_poll(watch, "poll", task.status, None))
+        elif task.status == "error":
             await self._finish_failed(
-                watch, "ocr_error", _FAILURE_MESSAGES["ocr_error"], status=task.status
+                watch, outcomes, "ocr_error", _FAILURE_MESSAGES["ocr_error"], status=task.status
             )
         else:
-            await self._finish_recognized(watch, task, body)
-        return None
+            await self._finish_recognized(watch, task, body, outcomes)
 
     def _next_poll(
         self,
@@ -226,7 +232,9 @@ class Poller:
             early_ms=to_ms(early_at),
         )
 
-    async def _finish_recognized(self, watch: Watch, task: OcrTask, body: bytes) -> None:
+    async def _finish_recognized(
+        self, watch: Watch, task: OcrTask, body: bytes, outcomes: _Outcomes
+    ) -> None:
         context = NormalizeContext(
             task_id=watch.task_id,
             entity_id=watch.entity_id,
@@ -236,7 +244,9 @@ class Poller:
         try:
             document = normalize(task, context)
         except NotRecognizedError as exc:
-            await self._finish_failed(watch, "invalid_payload", str(exc), status=task.status)
+            await self._finish_failed(
+                watch, outcomes, "invalid_payload", str(exc), status=task.status
+            )
             return
         except Exception as exc:
             # normalize() is pure and tested never to raise on well-typed data; if some payload
@@ -245,7 +255,9 @@ class Poller:
                 "normalization failed", extra={"watch_id": watch.id, "task_id": watch.task_id}
             )
             message = f"the recognized data could not be normalized ({type(exc).__name__})"
-            await self._finish_failed(watch, "invalid_payload", message, status=task.status)
+            await self._finish_failed(
+                watch, outcomes, "invalid_payload", message, status=task.status
+            )
             return
         event = recognized_event(
             watch_id=watch.id,
@@ -255,11 +267,19 @@ class Poller:
             document=document,
             at=now_utc(),
         )
-        await self._hand_to_delivery(watch, event.type, encode_event(event), None, task.status)
+        await self._hand_to_delivery(
+            watch, outcomes, event.type, encode_event(event), None, task.status
+        )
         metrics.EVENT_LAG.observe(max(0.0, (now_utc() - task.updated_at).total_seconds()))
 
     async def _finish_failed(
-        self, watch: Watch, code: FailureCode, message: str, *, status: str | None = None
+        self,
+        watch: Watch,
+        outcomes: _Outcomes,
+        code: FailureCode,
+        message: str,
+        *,
+        status: str | None = None,
     ) -> None:
         event = failed_event(
             watch_id=watch.id,
@@ -271,22 +291,22 @@ class Poller:
             at=now_utc(),
         )
         failure = Failure(code=code, message=message)
-        await self._hand_to_delivery(watch, event.type, encode_event(event), failure, status)
+        await self._hand_to_delivery(
+            watch, outcomes, event.type, encode_event(event), failure, status
+        )
 
     async def _hand_to_delivery(
         self,
         watch: Watch,
+        outcomes: _Outcomes,
         event_type: str,
         body: bytes,
         failure: Failure | None,
         status: str | None,
     ) -> None:
         event_id = new_id("evt")
-        created = now_utc()
-        await self.store.put_event(
-            EventRecord(
-                id=event_id, watch_id=watch.id, type=event_type, body=body, created_at=created
-            )
+        event = EventRecord(
+            id=event_id, watch_id=watch.id, type=event_type, body=body, created_at=now_utc()
         )
 
         def mutate(w: Watch) -> Watch | None:
@@ -305,16 +325,17 @@ class Poller:
             return w
 
         reason = failure.code if failure else "recognized"
-        updated = await self.store.update(watch.id, mutate, reason=reason)
+        # The event is stored with the change, so a watch cancelled meanwhile leaves none behind.
+        updated = await self.store.update(
+            watch.id, mutate, reason=reason, current=watch, event=event
+        )
         if updated is None:
-            # Cancelled meanwhile, or another round got there first: this event is never sent.
-            await self.store.drop_event(event_id)
-            return
+            return  # cancelled meanwhile, or another round got there first
         log.info(
             "task finished, delivering",
             extra={"watch_id": watch.id, "task_id": watch.task_id, "event_type": event_type},
         )
-        await self.queue.schedule_delivery(watch.id, updated.delivery_series, 1, 0.0)
+        outcomes.handed.append(watch.id)
 
     async def _schedule_next(self, group: str, slot: int | None) -> None:
         earliest = await self.store.earliest_due_ms(group)
@@ -332,6 +353,16 @@ _RESULT_LABELS: Final[dict[type, str]] = {
     MoniteRejected: "unavailable",
 }
 _KNOWN: Final = frozenset({"processing", "success", "error"})
+
+
+class _Outcomes:
+    """What one batch of polls decided: polls to record, watches handed to delivery."""
+
+    __slots__ = ("handed", "polls")
+
+    def __init__(self) -> None:
+        self.polls: list[PollRecord] = []
+        self.handed: list[str] = []
 
 
 class _TaskHead(msgspec.Struct):

@@ -61,8 +61,12 @@ return {1, ARGV[1]}
 # ARGV[9]: seconds the records of a finished watch are kept ('' = unchanged, '0' = keep forever);
 # ARGV[10], ARGV[11]: old and new state when the state changes (for the state counts);
 # ARGV[12..14]: polls, poll errors, last Monite status when the update changed them ('' if not).
+# ARGV[16]: an event record stored with the change ('' = none); ARGV[17]: a delivery attempt
+# appended to the log whether or not the change is made ('' = none): an attempt happened.
 _CAS = """
+if ARGV[17] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[17]) end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+if ARGV[16] ~= '' then redis.call('SET', KEYS[6], ARGV[16]) end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2], 's', ARGV[15])
 if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'p', ARGV[12]) end
 if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[13]) end
@@ -295,67 +299,97 @@ class Store:
         reason: str | None = None,
         due_group: str | None = None,
         due_at_ms: int | None = None,
+        current: Watch | None = None,
+        event: EventRecord | None = None,
+        attempt: LoggedAttempt | None = None,
     ) -> Watch | None:
         """Apply ``mutate`` to the current watch with compare-and-set, retrying on conflict.
 
         ``mutate`` gets a copy and returns the new watch, or None to leave it unchanged (then
         ``update`` returns None). A state change is recorded as a transition; leaving ``polling``
         removes the watch from its group's due set, entering it with ``due_at_ms`` adds it.
+
+        The hot paths save round trips: ``current`` is a copy the caller has just read (a stale
+        one only costs a retry), ``event`` is stored together with the change (and only if it is
+        made), and ``attempt`` is appended to the attempt log whether or not the change is made.
         """
         for _ in range(_CAS_RETRIES):
-            current = await self.get(watch_id)
             if current is None:
-                return None
+                current = await self.get(watch_id)
+                if current is None:
+                    return None
             new = mutate(msgspec.structs.replace(current))
             if new is None:
+                if attempt is not None:
+                    await self.log_attempt(watch_id, attempt)
                 return None
-            new = msgspec.structs.replace(new, version=current.version + 1, updated_at=now_utc())
-            transition = b""
-            due_op = ""
-            retention = ""
-            states = ("", "")
-            if new.state != current.state:
-                states = (current.state.value, new.state.value)
-                retention = str(self.retention_s) if new.state in TERMINAL_STATES else "0"
-                transition = _encode(
-                    Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
-                )
-                if current.state == WatchState.POLLING:
-                    due_op = "remove"
-            if due_group is not None and due_at_ms is not None and new.state == WatchState.POLLING:
-                due_op = "add"
-            group = due_group or group_of(current)
-            ok = await self._cas(
-                keys=[
-                    self.keys.watch(watch_id),
-                    self.keys.watch_transitions(watch_id),
-                    self.keys.due(group),
-                    self.keys.groups(),
-                    self.keys.attempts(watch_id),
-                    self.keys.event(new.event_id or "-"),
-                    self.keys.stats(),
-                    self.keys.early(group),
-                ],
-                args=[
-                    str(current.version),
-                    _encode(new),
-                    str(new.version),
-                    transition,
-                    due_op,
-                    watch_id,
-                    due_at_ms or 0,
-                    group,
-                    retention,
-                    *states,
-                    _changed(current.polls, new.polls),
-                    _changed(current.poll_errors, new.poll_errors),
-                    _changed(current.last_monite_status, new.last_monite_status),
-                    new.state.value,
-                ],
-            )
-            if ok:
+            if await self._compare_and_set(
+                current, new, reason, due_group, due_at_ms, event, attempt
+            ):
                 return new
+            current, attempt = None, None  # a failed compare-and-set has logged the attempt
         raise RuntimeError(f"watch {watch_id} kept changing under us; giving up this update")
+
+    async def _compare_and_set(
+        self,
+        current: Watch,
+        new: Watch,
+        reason: str | None,
+        due_group: str | None,
+        due_at_ms: int | None,
+        event: EventRecord | None,
+        attempt: LoggedAttempt | None,
+    ) -> bool:
+        """Write ``new`` (in place) if the stored watch is still at ``current``'s version."""
+        watch_id = current.id
+        new.version = current.version + 1
+        new.updated_at = now_utc()
+        transition = b""
+        due_op = ""
+        retention = ""
+        states = ("", "")
+        if new.state != current.state:
+            states = (current.state.value, new.state.value)
+            retention = str(self.retention_s) if new.state in TERMINAL_STATES else "0"
+            transition = _encode(
+                Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
+            )
+            if current.state == WatchState.POLLING:
+                due_op = "remove"
+        if due_group is not None and due_at_ms is not None and new.state == WatchState.POLLING:
+            due_op = "add"
+        group = due_group or group_of(current)
+        ok = await self._cas(
+            keys=[
+                self.keys.watch(watch_id),
+                self.keys.watch_transitions(watch_id),
+                self.keys.due(group),
+                self.keys.groups(),
+                self.keys.attempts(watch_id),
+                self.keys.event(new.event_id or "-"),
+                self.keys.stats(),
+                self.keys.early(group),
+            ],
+            args=[
+                str(current.version),
+                _encode(new),
+                str(new.version),
+                transition,
+                due_op,
+                watch_id,
+                due_at_ms or 0,
+                group,
+                retention,
+                *states,
+                _changed(current.polls, new.polls),
+                _changed(current.poll_errors, new.poll_errors),
+                _changed(current.last_monite_status, new.last_monite_status),
+                new.state.value,
+                b"" if event is None else _encode(event),
+                b"" if attempt is None else _encode(attempt),
+            ],
+        )
+        return bool(ok)
 
     async def state_counts(self) -> dict[str, int]:
         """``current:<state>`` (watches in it now) and ``entered:<state>`` (ever entered) counts."""
@@ -481,14 +515,6 @@ class Store:
         return sorted(m.decode() for m in members)
 
     # -- events and attempts -----------------------------------------------------------------
-    async def put_event(self, record: EventRecord) -> None:
-        """Store an event body exactly as it will be signed and delivered."""
-        await self.redis.set(self.keys.event(record.id), _encode(record))
-
-    async def drop_event(self, event_id: str) -> None:
-        """Remove an event that was stored but never became a watch's event."""
-        await self.redis.delete(self.keys.event(event_id))
-
     async def get_event(self, event_id: str) -> EventRecord | None:
         """An event, or None when unknown."""
         raw = await self.redis.get(self.keys.event(event_id))

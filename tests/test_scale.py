@@ -118,3 +118,18 @@ async def test_a_storm_of_429s_delays_watches_but_fails_none(
     _, throttled, _ = await monite_requests(simulator)
     assert throttled > 0
     assert {f["state"] for f in finals} == {"delivered"}
+
+
+async def test_a_poll_round_delivers_its_finished_watches_in_one_job(
+    e2e_api: Client,
+    run_burst: Any,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    tasks = [(await simulator.create_task(entity_id=ENTITY)).id for _ in range(20)]
+    await register_many(e2e_api, tasks, receiver.url)
+
+    jobs = await run_burst()
+    assert len(await receiver.wait_for(20)) == 20
+    # A round or two, a delivery job per round, the reconcile cron; not a job per watch.
+    assert jobs < 10, f"{jobs} jobs delivered 20 watches"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from service.domain.watch import SigningSecret, Watch, WatchState
 from service.ids import new_id
-from service.store import PollRecord, Store, now_utc, to_ms, wall_ms
+from service.store import EventRecord, LoggedAttempt, PollRecord, Store, now_utc, to_ms, wall_ms
 
 
 def make_watch(client: str = "a", task_id: str = "t-1", **changes: object) -> Watch:
@@ -26,6 +26,11 @@ def make_watch(client: str = "a", task_id: str = "t-1", **changes: object) -> Wa
     }
     fields.update(changes)
     return Watch(**fields)  # type: ignore[arg-type]
+
+
+def bump(w: Watch) -> Watch:
+    w.polls += 1
+    return w
 
 
 async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[Watch, bool]:
@@ -71,10 +76,6 @@ async def test_concurrent_identical_registrations_create_one_watch(store: Store)
 async def test_concurrent_updates_are_never_lost(store: Store) -> None:
     watch, _ = await create(store, make_watch())
 
-    def bump(w: Watch) -> Watch:
-        w.polls += 1
-        return w
-
     await asyncio.gather(*(store.update(watch.id, bump) for _ in range(10)))
     stored = await store.get(watch.id)
     assert stored is not None
@@ -100,6 +101,79 @@ async def test_only_one_of_two_racing_transitions_wins(store: Store) -> None:
     )
     assert sum(r is not None for r in results) == 1
     assert len(await store.transitions(watch.id)) == 2
+
+
+def to_delivering(event_id: str):  # type: ignore[no-untyped-def]
+    def mutate(w: Watch) -> Watch | None:
+        if w.state != WatchState.POLLING:
+            return None
+        w.state = WatchState.DELIVERING
+        w.event_id = event_id
+        return w
+
+    return mutate
+
+
+def event_of(watch: Watch) -> EventRecord:
+    return EventRecord(
+        id=new_id("evt"),
+        watch_id=watch.id,
+        type="invoice.recognized",
+        body=b"{}",
+        created_at=now_utc(),
+    )
+
+
+def attempt_of(event_id: str) -> LoggedAttempt:
+    return LoggedAttempt(
+        event_id=event_id,
+        series=1,
+        attempt=1,
+        at=now_utc(),
+        status_code=200,
+        latency_ms=1.0,
+        outcome="delivered",
+    )
+
+
+async def test_an_update_from_a_stale_copy_rereads_and_loses_nothing(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, bump)
+
+    updated = await store.update(watch.id, bump, current=watch)  # watch is one version behind
+    assert updated is not None
+    stored = await store.get(watch.id)
+    assert stored is not None
+    assert (stored.polls, stored.version) == (2, 2)
+
+
+async def test_an_event_is_stored_with_the_change_that_makes_it_the_watchs(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+    event = event_of(watch)
+
+    await store.update(watch.id, to_delivering(event.id), current=watch, event=event)
+    assert await store.get_event(event.id) == event
+
+
+async def test_an_event_is_not_stored_when_the_change_is_declined(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, to_delivering("evt_first"))
+    event = event_of(watch)
+
+    assert await store.update(watch.id, to_delivering(event.id), event=event) is None
+    assert await store.get_event(event.id) is None
+
+
+async def test_an_attempt_is_logged_once_even_when_its_change_is_retried_or_declined(
+    store: Store,
+) -> None:
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, bump)
+    first, second = attempt_of("evt_1"), attempt_of("evt_1")
+
+    await store.update(watch.id, bump, current=watch, attempt=first)  # stale: retried
+    await store.update(watch.id, lambda w: None, attempt=second)  # declined
+    assert await store.attempts(watch.id) == [first, second]
 
 
 async def test_leaving_polling_removes_the_watch_from_the_due_set(store: Store) -> None:

@@ -29,6 +29,18 @@ async def deliver(ctx: dict[str, Any], watch_id: str) -> str | None:
     return None if result is None else result.outcome
 
 
+async def deliver_batch(ctx: dict[str, Any], watch_ids: list[str]) -> int:
+    """Make the first delivery attempts of watches a poll round finished; returns how many."""
+    dispatcher: Dispatcher = ctx["dispatcher"]
+    queue: Queue = ctx["queue"]
+    results = await dispatcher.deliver_many(watch_ids)
+    for watch_id, result in zip(watch_ids, results, strict=True):
+        if isinstance(result, Busy):  # a repeat of this job after a crash, mid-attempt
+            wait = (result.until - datetime.now(UTC)).total_seconds()
+            await queue.schedule_delivery(watch_id, result.series, result.attempt, max(1.0, wait))
+    return sum(1 for r in results if r is not None and not isinstance(r, Busy))
+
+
 async def reconcile(ctx: dict[str, Any]) -> int:
     """Safety net: make sure every group with due watches has a poll round scheduled."""
     store: Store = ctx["store"]

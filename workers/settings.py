@@ -21,10 +21,10 @@ from service.egress import build_callback_client
 from service.keys import Keys
 from service.monite import MoniteClient, build_monite_http
 from service.polling import ROUND_BUDGET_S, Poller
-from service.queue import DELIVER, POLL_ROUND, Queue, connect
+from service.queue import DELIVER, DELIVER_BATCH, POLL_ROUND, Queue, connect
 from service.settings import Settings
 from service.store import Store
-from workers.jobs import deliver, poll_round, reconcile
+from workers.jobs import deliver, deliver_batch, poll_round, reconcile
 
 # A round's Monite calls may wait for the shared rate budget; leave room beyond its own budget.
 POLL_ROUND_TIMEOUT_S: Final = ROUND_BUDGET_S + 40.0
@@ -67,14 +67,19 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def functions(settings: Settings) -> list[Function]:
     """The job functions with their limits."""
+    # A batch's attempts run concurrently: its job lasts as long as its slowest attempt.
+    deliveries = ((deliver, DELIVER), (deliver_batch, DELIVER_BATCH))
     return [
         func(poll_round, name=POLL_ROUND, timeout=POLL_ROUND_TIMEOUT_S, keep_result=0, max_tries=5),
-        func(
-            deliver,
-            name=DELIVER,
-            timeout=settings.delivery_timeout_s + 30.0,
-            keep_result=0,
-            max_tries=DELIVER_MAX_TRIES,
+        *(
+            func(
+                job,
+                name=name,
+                timeout=settings.delivery_timeout_s + 30.0,
+                keep_result=0,
+                max_tries=DELIVER_MAX_TRIES,
+            )
+            for job, name in deliveries
         ),
     ]
 
