@@ -54,6 +54,7 @@ from service.simulator import SimulatorConfig, SimulatorControl
 from service.simulator.config import parse_duration_range
 
 FRESH_S: Final = 5.0
+WEBHOOK_SECRET: Final = "whsec_bench-scale-push"  # noqa: S105 - a throwaway secret of this run
 # Registrations per second assumed until the first chunk is measured.
 FIRST_GUESS_PER_S: Final = 150.0
 
@@ -212,20 +213,26 @@ class PerTaskPoller:
         heapq.heappush(self._due, (again, task_id, entity))
 
 
-def _sim_env(args: argparse.Namespace) -> dict[str, str]:
-    return {
+def _sim_env(args: argparse.Namespace, push_url: str | None = None) -> dict[str, str]:
+    env = {
         "SIM_RATE_LIMIT": str(args.sim_rate_limit),
         "SIM_OCR_ERROR_RATE": "0",
         "SIM_SEED": "11",
     }
+    if push_url is not None:
+        env |= {"SIM_WEBHOOK_URL": push_url, "SIM_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    return env
 
 
 def _service_env(args: argparse.Namespace) -> dict[str, str]:
-    return {
+    env = {
         "MONITE_RATE_LIMIT": str(args.budget),
         "POLL_SCHEDULE_S": args.poll_schedule,
         "API_RATE_LIMIT_PER_MINUTE": "100000000",
     }
+    if args.push:
+        env["MONITE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    return env
 
 
 def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -250,7 +257,8 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
     left until all N are registered (at the rate measured so far) + ``--durations``.
     """
     with Stack("scale") as stack:
-        stack.start_simulator(_sim_env(args))
+        push_url = f"{stack.api_url}/v1/monite/webhooks" if args.push else None
+        stack.start_simulator(_sim_env(args, push_url))
         env = _service_env(args)
         stack.start_api(env)
         stack.start_workers(args.workers, env)
@@ -297,7 +305,7 @@ async def run_relay(args: argparse.Namespace, size: int) -> RunResult:
         if a.finished_at is not None and a.finished_at < registered_at[a.task_id]
     }
     return RunResult(
-        mode="ocr-relay",
+        mode="ocr-relay + push" if args.push else "ocr-relay",
         watches=size,
         lags_s=[a.lag_s for a in arrivals if a.lag_s is not None and a.task_id not in late],
         late_registrations=len(late),
@@ -375,6 +383,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sample the ocr-relay processes with py-spy into DIR/<size>/<process>.txt",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="ocr-relay runs only")
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="the simulator also sends ocr_task.finished to ocr-relay's push intake",
+    )
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(s) for s in args.sizes.split(",")]

@@ -233,6 +233,17 @@ class MoniteClient:
         """The shared rate budget these calls draw from."""
         return self._budget
 
+    async def take_slot(
+        self, priority: Priority, max_wait_s: float | None
+    ) -> float | MoniteRateLimited:
+        """Take one request's slot of the shared budget; the seconds waited, or the refusal."""
+        try:
+            waited = await self._budget.acquire(priority, max_wait_s)
+        except RateBudgetTimeout as exc:
+            return MoniteRateLimited(exc.retry_after_s, source="budget")
+        metrics.MONITE_LIMITER_WAIT.labels(priority).observe(waited)
+        return waited
+
     # -- OCR tasks ---------------------------------------------------------------------------
     async def get_task(
         self,
@@ -241,8 +252,12 @@ class MoniteClient:
         *,
         priority: Priority = "low",
         max_wait_s: float | None = None,
+        slot_taken: bool = False,
     ) -> MoniteResult:
-        """``GET /ocr_tasks/{task_id}``: the task's raw JSON, or why not."""
+        """``GET /ocr_tasks/{task_id}``: the task's raw JSON, or why not.
+
+        ``slot_taken``: the caller has already taken this request's slot of the budget.
+        """
         bad = _invalid_uuids([task_id], "task id") or _invalid_entity(entity_id)
         if bad:
             return bad
@@ -253,6 +268,7 @@ class MoniteClient:
             entity_id=entity_id,
             priority=priority,
             max_wait_s=max_wait_s,
+            slot_taken=slot_taken,
         )
 
     async def list_tasks(
@@ -262,11 +278,13 @@ class MoniteClient:
         *,
         priority: Priority = "low",
         max_wait_s: float | None = None,
+        slot_taken: bool = False,
     ) -> MoniteListResult:
         """``GET /ocr_tasks?id__in=...``, up to 100 ids a request, every page followed.
 
         Ids Monite does not know are simply missing from ``items``; tell them apart with
-        ``get_task``. The first failing request fails the whole call.
+        ``get_task``. The first failing request fails the whole call. ``slot_taken``: the caller
+        has already taken the budget slot of the first request.
         """
         bad = _invalid_uuids(task_ids, "task id") or _invalid_entity(entity_id)
         if bad:
@@ -276,10 +294,11 @@ class MoniteClient:
             batch = task_ids[start : start + PAGE_LIMIT]
             metrics.MONITE_BATCH_SIZE.observe(len(batch))
             first: list[tuple[str, str | int]] = [("id__in", task_id) for task_id in batch]
-            result = await self._list_batch(first, entity_id, priority, max_wait_s)
+            result = await self._list_batch(first, entity_id, priority, max_wait_s, slot_taken)
             if not isinstance(result, list):
                 return result
             items.extend(result)
+            slot_taken = False
         return MoniteListOk(items=items)
 
     async def create_task_from_url(
@@ -336,6 +355,7 @@ class MoniteClient:
         entity_id: str | None,
         priority: Priority,
         max_wait_s: float | None,
+        slot_taken: bool,
     ) -> list[bytes] | MoniteFailure:
         items: list[bytes] = []
         query = [*params, ("limit", PAGE_LIMIT)]
@@ -348,7 +368,9 @@ class MoniteClient:
                 params=query,
                 priority=priority,
                 max_wait_s=max_wait_s,
+                slot_taken=slot_taken,
             )
+            slot_taken = False
             if not isinstance(response, httpx.Response):
                 return response
             # Monite documents a 404 for lists ("OCR request is not found"): none of the ids.
@@ -391,6 +413,7 @@ class MoniteClient:
         params: list[tuple[str, str | int]] | None = None,
         content: bytes | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
+        slot_taken: bool = False,
     ) -> httpx.Response | MoniteFailure:
         """Send one API request; after a 401, drop the token, fetch a fresh one and retry once."""
         headers = {"x-monite-version": self._settings.monite_api_version}
@@ -413,7 +436,9 @@ class MoniteClient:
                 params=params,
                 content=content,
                 files=files,
+                slot_taken=slot_taken,
             )
+            slot_taken = False  # a retry after a 401 is another request
             if not isinstance(response, httpx.Response) or response.status_code != 401:
                 return response
             if self._settings.monite_token:
@@ -431,14 +456,14 @@ class MoniteClient:
         headers: dict[str, str],
         priority: Priority,
         max_wait_s: float | None,
+        slot_taken: bool = False,
         **request: Any,
     ) -> httpx.Response | MoniteFailure:
-        """Take a budget slot, send, record metrics and feed rate headers back to the budget."""
-        try:
-            waited = await self._budget.acquire(priority, max_wait_s)
-        except RateBudgetTimeout as exc:
-            return MoniteRateLimited(exc.retry_after_s, source="budget")
-        metrics.MONITE_LIMITER_WAIT.labels(priority).observe(waited)
+        """Take a budget slot (unless taken), send, record metrics, feed rate headers back."""
+        if not slot_taken:
+            waited = await self.take_slot(priority, max_wait_s)
+            if isinstance(waited, MoniteRateLimited):
+                return waited
         try:
             response = await self._http.request(
                 method, f"{self._base}{path}", headers=headers, **request

@@ -99,11 +99,12 @@ return 1
 
 # Claims watches for one poll round (KEYS: due, early): those due now, then, to fill a request
 # that is being made anyway, those whose early time has come. Claimed ones move to now + lease.
+# ARGV[4] = '1' tops up a request already decided on: early ones are taken even if none is due.
 _CLAIM = """
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
-if #ids == 0 then return ids end
+if #ids == 0 and ARGV[4] ~= '1' then return ids end
 if #ids < limit then
   local taken = {}
   for _, id in ipairs(ids) do taken[id] = true end
@@ -451,13 +452,17 @@ class Store:
         return WatchPage(items=items, next_cursor=None if last is None else _encode_cursor(last))
 
     # -- polling -----------------------------------------------------------------------------
-    async def claim_due(self, group: str, *, now_ms: int, limit: int, lease_ms: int) -> list[str]:
+    async def claim_due(
+        self, group: str, *, now_ms: int, limit: int, lease_ms: int, top_up: bool = False
+    ) -> list[str]:
         """Lease up to ``limit`` watches of a group: the due ones, topped up with early ones.
 
-        Returns nothing when none is due: early watches only fill a request made anyway.
+        Returns nothing when none is due, as early watches only fill a request made anyway;
+        unless ``top_up``, when the caller fills a request it has already decided to make.
         """
         ids = await self._claim(
-            keys=[self.keys.due(group), self.keys.early(group)], args=[now_ms, limit, lease_ms]
+            keys=[self.keys.due(group), self.keys.early(group)],
+            args=[now_ms, limit, lease_ms, "1" if top_up else "0"],
         )
         return [i.decode() for i in ids]
 

@@ -122,14 +122,14 @@ async def test_a_storm_of_429s_delays_watches_but_fails_none(
 
 async def test_a_poll_round_delivers_its_finished_watches_in_one_job(
     e2e_api: Client,
-    run_burst: Any,
+    start_worker: Any,
     simulator: SimulatorControl,
     receiver: Receiver,
 ) -> None:
     tasks = [(await simulator.create_task(entity_id=ENTITY)).id for _ in range(20)]
     await register_many(e2e_api, tasks, receiver.url)
 
-    jobs = await run_burst()
+    worker = await start_worker()
     assert len(await receiver.wait_for(20)) == 20
     # A round or two, a delivery job per round, the reconcile cron; not a job per watch.
-    assert jobs < 10, f"{jobs} jobs delivered 20 watches"
+    assert worker.jobs_complete < 10, f"{worker.jobs_complete} jobs delivered 20 watches"
