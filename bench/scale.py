@@ -10,6 +10,8 @@ For each size N, two runs against a fresh simulator enforcing ``SIM_RATE_LIMIT``
   created chunk by chunk just before their watches, timed to finish 5-20 s (``--durations``)
   after the *last* registration: all N watches are in flight at once, then the tasks finish
   within 15 s.
+  With ``--push`` the simulator also sends Monite's ``ocr_task.finished`` to the API's push
+  intake for every task (polling stays on as the safety net).
 * **per-task**: the same N tasks, timed the same way, polled one by one with
   ``GET /ocr_tasks/{id}`` every ``--interval`` seconds by a minimal poller in this process, paced
   to the same request budget (``--budget``) and given the same time.

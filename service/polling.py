@@ -6,10 +6,12 @@ Monite once for all of them (``GET /ocr_tasks?id__in=…``; a single watch uses
 and hands the watch to delivery. It repeats while watches are due, for at most ``ROUND_BUDGET_S``,
 then makes sure the next round is scheduled for the group's earliest due watch.
 
-A request with room is filled up with watches that are not due yet but whose "early" time has
-come (two thirds into their interval): one request costs the same for 1 or 100 ids, and an early
-poll only makes a result fresher. Polls that leave a watch polling are recorded for the whole
-batch in one Redis round trip.
+A round takes its slot of the shared rate budget before it sends, then tops the request up with
+the watches that came due while it waited, so requests leave full when the budget binds. A request
+with room is also filled with watches that are not due yet but whose "early" time has come (two
+thirds into their interval): one request costs the same for 1 or 100 ids, and an early poll only
+makes a result fresher. Polls that leave a watch polling are recorded for the whole batch in one
+Redis round trip, and the watches a batch finished go to delivery in one job.
 """
 
 from __future__ import annotations
