@@ -61,6 +61,10 @@ class Keys:
         """Sorted set: the same watch ids scored by the earliest time a poll is worth it (ms)."""
         return f"{self.prefix}early:{group}"
 
+    def round_lock(self, group: str) -> str:
+        """String: the token of the poll round polling this group now (expires by itself)."""
+        return f"{self.prefix}round:{group}"
+
     def groups(self) -> str:
         """Set of poll groups that may have watches in their due set."""
         return f"{self.prefix}groups"

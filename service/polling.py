@@ -52,6 +52,10 @@ log = logging.getLogger("ocr_relay.polling")
 
 BATCH: Final = 100
 LEASE_MS: Final = 60_000
+# One round polls a group at a time: concurrent rounds would each hold part of the due watches while
+# waiting for the budget, and send part-full requests. The lock lapses by itself if its worker dies
+# (an iteration waits at most BUDGET_WAIT_S for the budget, plus the Monite call).
+ROUND_LOCK_MS: Final = 30_000
 ROUND_BUDGET_S: Final = 20.0
 # A batch with room takes watches up to this fraction of their interval early: one request costs
 # the same for 1 or 100 ids, and an early poll only makes a result fresher.
@@ -81,18 +85,26 @@ class Poller:
 
     async def run_round(self, group: str, slot: int | None = None) -> int:
         """Poll every due watch of ``group``; returns how many watches were polled."""
+        token = new_id("rnd")
+        if not await self.store.lock_round(group, token, ROUND_LOCK_MS):
+            return 0  # the round polling this group takes every watch that is due meanwhile
         entity_id = None if group == "-" else group
         started = time.monotonic()
         polled = 0
-        while time.monotonic() - started < ROUND_BUDGET_S:
-            outcomes = _Outcomes()
-            due = await self._claim(group, BATCH, outcomes, top_up=False)
-            if due is None:
-                break
-            if due:
-                polled += await self._poll(group, entity_id, due, outcomes)
-            await self.store.record_polls(group, outcomes.polls)
-            await self.queue.deliver_now(outcomes.handed)
+        try:
+            while time.monotonic() - started < ROUND_BUDGET_S:
+                if not await self.store.extend_round(group, token, ROUND_LOCK_MS):
+                    break  # lapsed (a very slow iteration): another round may be polling now
+                outcomes = _Outcomes()
+                due = await self._claim(group, BATCH, outcomes, top_up=False)
+                if due is None:
+                    break
+                if due:
+                    polled += await self._poll(group, entity_id, due, outcomes)
+                await self.store.record_polls(group, outcomes.polls)
+                await self.queue.deliver_now(outcomes.handed)
+        finally:
+            await self.store.unlock_round(group, token)
         await self._schedule_next(group, slot)
         return polled
 

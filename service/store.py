@@ -125,6 +125,15 @@ end
 return ids
 """
 
+# The round lock of a group (KEYS[1]) is extended (ARGV[2] = lease ms) or released (ARGV[2] = '')
+# only by the round holding it (ARGV[1] = its token).
+_ROUND_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 # Records polls that found their task still processing (or failed to reach Monite), for a
 # batch: KEYS due, early; ARGV[1] the watch key prefix, then per watch 5 values: id, kind
 # ('poll': Monite answered; 'error': it did not; 'wait': rate-limited, not a poll), Monite's status,
@@ -223,6 +232,7 @@ class Store:
         self._cas = redis.register_script(_CAS)
         self._claim = redis.register_script(_CLAIM)
         self._record_polls = redis.register_script(_RECORD_POLLS)
+        self._round_lock = redis.register_script(_ROUND_LOCK)
 
     # -- watches -----------------------------------------------------------------------------
     async def create_watch(
@@ -465,6 +475,24 @@ class Store:
             args=[now_ms, limit, lease_ms, "1" if top_up else "0"],
         )
         return [i.decode() for i in ids]
+
+    async def lock_round(self, group: str, token: str, lease_ms: int) -> bool:
+        """Become the one round polling ``group``, for ``lease_ms`` unless extended."""
+        key = self.keys.round_lock(group)
+        return bool(await self.redis.set(key, token, nx=True, px=lease_ms))
+
+    async def extend_round(self, group: str, token: str, lease_ms: int) -> bool:
+        """Extend the round lock ``token`` holds; False if it lapsed (another round may poll)."""
+        key = self.keys.round_lock(group)
+        return bool(await self._round_lock(keys=[key], args=[token, lease_ms]))
+
+    async def unlock_round(self, group: str, token: str) -> None:
+        """Release the round lock ``token`` holds (a lapsed one is left to its new holder)."""
+        await self._round_lock(keys=[self.keys.round_lock(group)], args=[token, ""])
+
+    async def round_running(self, group: str) -> bool:
+        """Whether a round is polling ``group`` now (it takes every watch due meanwhile)."""
+        return bool(await self.redis.exists(self.keys.round_lock(group)))
 
     async def record_polls(self, group: str, polls: Sequence[PollRecord]) -> None:
         """Count polls that did not finish their watch and schedule the next ones, in one go."""

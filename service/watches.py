@@ -84,7 +84,8 @@ class WatchService:
                 if reg.idempotency_key
                 else None
             ),
-            first_poll_at_ms=to_ms(now),
+            # Due since the epoch: a first poll goes before every overdue re-poll of its group.
+            first_poll_at_ms=0,
         )
         if result.created:
             await self.queue.schedule_round(group, to_ms(now))

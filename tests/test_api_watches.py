@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from service.store import Store, wall_ms
 from tests.conftest import auth
 
 TASK = "2b9f1c3e-7a41-4d2a-9a51-0c7c1f5e8d10"
@@ -33,6 +34,22 @@ async def test_registration_returns_the_watch_and_its_generated_secret_once(api:
     assert read.status_code == 200
     assert "secret" not in read.json()
     assert [t["to"] for t in read.json()["transitions"]] == ["polling"]
+
+
+async def test_a_first_poll_goes_before_overdue_re_polls_of_its_group(
+    api: Client, store: Store
+) -> None:
+    older = (await api.post("/v1/watches", json=body(), headers=auth())).json()
+    overdue = wall_ms() - 60_000
+    await store.reschedule(ENTITY, {older["id"]: (overdue, overdue)})
+    newer = (
+        await api.post(
+            "/v1/watches", json=body(task_id="5e0c2f4a-9b1d-4c8e-a7f3-2d6b8e1c0a94"), headers=auth()
+        )
+    ).json()
+
+    claimed = await store.claim_due(ENTITY, now_ms=wall_ms(), limit=1, lease_ms=1000)
+    assert claimed == [newer["id"]]
 
 
 async def test_a_callers_own_secret_is_never_echoed(api: Client) -> None:

@@ -11,8 +11,10 @@ from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from service.api.app import create_app
+from service.domain.watch import WatchState
 from service.settings import Settings
 from service.simulator import SimulatorControl
+from service.store import Store
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, settled
 
@@ -133,3 +135,25 @@ async def test_a_poll_round_delivers_its_finished_watches_in_one_job(
     assert len(await receiver.wait_for(20)) == 20
     # A round or two, a delivery job per round, the reconcile cron; not a job per watch.
     assert worker.jobs_complete < 10, f"{worker.jobs_complete} jobs delivered 20 watches"
+
+
+async def test_a_group_that_another_round_is_polling_is_left_to_it(
+    e2e_api: Client,
+    run_burst: Any,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+    store: Store,
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    [watch_id] = await register_many(e2e_api, [task.id], receiver.url)
+    await store.lock_round(ENTITY, "another-round", 10_000)
+
+    await run_burst()
+    watch = await store.get(watch_id)
+    assert watch is not None
+    assert watch.state == WatchState.POLLING
+    assert (await monite_requests(simulator))[0] == 0
+
+    await store.unlock_round(ENTITY, "another-round")
+    await run_burst()
+    assert len(await receiver.wait_for(1)) == 1

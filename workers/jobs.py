@@ -10,7 +10,7 @@ from arq import Retry
 from service.dispatch import Busy, Dispatcher
 from service.polling import Poller
 from service.queue import Queue
-from service.store import Store
+from service.store import Store, wall_ms
 
 
 async def poll_round(ctx: dict[str, Any], group: str, slot: int) -> int:
@@ -51,6 +51,6 @@ async def reconcile(ctx: dict[str, Any]) -> int:
         if earliest is None:
             await store.drop_group_if_empty(group)
             continue
-        await queue.schedule_round(group, earliest)
+        await queue.schedule_round(group, max(earliest, wall_ms()))
         scheduled += 1
     return scheduled

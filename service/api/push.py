@@ -78,5 +78,8 @@ async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushA
         ids = [w.id for w in watches if group_of(w) == group]
         # Due since the epoch: a pushed watch goes before every merely overdue one.
         await services.store.poll_now(group, ids, 0)
-        await services.queue.schedule_round_now(group)
+        # A running round takes them (it polls until none is due; at its end it schedules the
+        # next round for what is left): at a thousand pushes a second, a round each would not.
+        if not await services.store.round_running(group):
+            await services.queue.schedule_round_now(group)
     return PushAccepted(accepted=True, watches=len(watches))
