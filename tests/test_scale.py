@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -157,3 +158,30 @@ async def test_a_group_that_another_round_is_polling_is_left_to_it(
     await store.unlock_round(ENTITY, "another-round")
     await run_burst()
     assert len(await receiver.wait_for(1)) == 1
+
+
+@pytest.mark.slow
+async def test_a_request_that_waited_for_the_budget_takes_the_watches_due_meanwhile(
+    scale_settings: Settings,
+    start_worker: Any,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    slow = msgspec.structs.replace(scale_settings, monite_rate_limit=0.5)  # a request every 2 s
+    tasks = [(await simulator.create_task(entity_id=ENTITY)).id for _ in range(3)]
+    await start_worker(slow)
+    async with AsyncTestClient(app=create_app(slow)) as api:
+        await register_many(api, tasks[:1], receiver.url)
+        await receiver.wait_for(1)
+        await register_many(api, tasks[1:2], receiver.url)
+        await asyncio.sleep(0.5)  # its round now waits ~1.5 s for the budget
+        await register_many(api, tasks[2:], receiver.url)
+        assert len(await receiver.wait_for(3)) == 3
+    counters = await simulator.counters()
+    polls = [
+        n
+        for client in counters.clients.values()
+        for operation in ("get_ocr_tasks", "get_ocr_tasks_id")
+        for n in client.by_endpoint.get(operation, {}).values()
+    ]
+    assert sum(polls) == 2, "the second and third watch should share one request"
