@@ -46,7 +46,7 @@ from service.monite import (
 from service.queue import Queue
 from service.ratelimit import Priority
 from service.settings import Settings
-from service.store import EventRecord, PollRecord, Store, now_utc, to_ms, wall_ms
+from service.store import UNGROUPED, EventRecord, PollRecord, Store, now_utc, to_ms, wall_ms
 
 log = logging.getLogger("ocr_relay.polling")
 
@@ -88,7 +88,7 @@ class Poller:
         token = new_id("rnd")
         if not await self.store.lock_round(group, token, ROUND_LOCK_MS):
             return 0  # the round polling this group takes every watch that is due meanwhile
-        entity_id = None if group == "-" else group
+        entity_id = None if group == UNGROUPED else group
         started = time.monotonic()
         polled = 0
         try:

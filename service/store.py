@@ -125,6 +125,28 @@ end
 return ids
 """
 
+# A push. KEYS: replay marker, the task's watch ids, then per group: due, early, round lock;
+# ARGV[1]: replay window (s). Nothing if seen before; else the task's watches polling in each group
+# become due first, and per group come back how many did and whether a round is polling it now.
+_PUSH = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
+local ids = redis.call('SMEMBERS', KEYS[2])
+local out = {}
+for i = 3, #KEYS, 3 do
+  local moved = 0
+  for _, id in ipairs(ids) do
+    if redis.call('ZSCORE', KEYS[i], id) then
+      redis.call('ZADD', KEYS[i], 'LT', 0, id)
+      redis.call('ZADD', KEYS[i + 1], 'LT', 0, id)
+      moved = moved + 1
+    end
+  end
+  out[#out + 1] = moved
+  out[#out + 1] = redis.call('EXISTS', KEYS[i + 2])
+end
+return out
+"""
+
 # The round lock of a group (KEYS[1]) is extended (ARGV[2] = lease ms) or released (ARGV[2] = '')
 # only by the round holding it (ARGV[1] = its token).
 _ROUND_LOCK = """
@@ -233,6 +255,7 @@ class Store:
         self._claim = redis.register_script(_CLAIM)
         self._record_polls = redis.register_script(_RECORD_POLLS)
         self._round_lock = redis.register_script(_ROUND_LOCK)
+        self._push = redis.register_script(_PUSH)
 
     # -- watches -----------------------------------------------------------------------------
     async def create_watch(
@@ -490,10 +513,6 @@ class Store:
         """Release the round lock ``token`` holds (a lapsed one is left to its new holder)."""
         await self._round_lock(keys=[self.keys.round_lock(group)], args=[token, ""])
 
-    async def round_running(self, group: str) -> bool:
-        """Whether a round is polling ``group`` now (it takes every watch due meanwhile)."""
-        return bool(await self.redis.exists(self.keys.round_lock(group)))
-
     async def record_polls(self, group: str, polls: Sequence[PollRecord]) -> None:
         """Count polls that did not finish their watch and schedule the next ones, in one go."""
         if not polls:
@@ -517,11 +536,22 @@ class Store:
             await self.redis.zrem(self.keys.due(group), *watch_ids)
             await self.redis.zrem(self.keys.early(group), *watch_ids)
 
-    async def poll_now(self, group: str, watch_ids: Sequence[str], at_ms: int) -> None:
-        """Make watches due at ``at_ms`` if they are polling (push fast path)."""
-        if watch_ids:
-            for key in (self.keys.due(group), self.keys.early(group)):
-                await self.redis.zadd(key, dict.fromkeys(watch_ids, at_ms), xx=True, lt=True)
+    async def push_finished(
+        self, event_id: str, task_id: str, groups: Sequence[str], replay_window_s: int
+    ) -> dict[str, tuple[int, bool]] | None:
+        """Make a finished task's polling watches due first, in one round trip (push fast path).
+
+        None when the push ``event_id`` was seen within ``replay_window_s``; otherwise, for each of
+        ``groups`` (where its watches may be), how many watches became due and whether a round is
+        polling that group now.
+        """
+        keys = [self.keys.push_seen(event_id), self.keys.task_watches(task_id)]
+        for group in groups:
+            keys += [self.keys.due(group), self.keys.early(group), self.keys.round_lock(group)]
+        out = await self._push(keys=keys, args=[replay_window_s])
+        if out is None:
+            return None
+        return {group: (int(out[2 * i]), bool(out[2 * i + 1])) for i, group in enumerate(groups)}
 
     async def earliest_due_ms(self, group: str) -> int | None:
         """When the next watch of a group is due, or None when none is."""
@@ -542,12 +572,6 @@ class Store:
         if await self.due_count(group) == 0:
             await self.redis.srem(self.keys.groups(), group)  # type: ignore[misc]
 
-    async def watches_of_task(self, task_id: str) -> list[str]:
-        """Ids of the watches following one Monite task."""
-        members = await self.redis.smembers(self.keys.task_watches(task_id))  # type: ignore[misc]
-        return sorted(m.decode() for m in members)
-
-    # -- events and attempts -----------------------------------------------------------------
     async def get_event(self, event_id: str) -> EventRecord | None:
         """An event, or None when unknown."""
         raw = await self.redis.get(self.keys.event(event_id))
@@ -586,9 +610,13 @@ def _changed(old: object, new: object) -> str:
     return "" if new == old or new is None else str(new)
 
 
+UNGROUPED: Final = "-"
+"""The poll group of watches without an entity (partner-level tasks)."""
+
+
 def group_of(watch: Watch) -> str:
     """The poll group of a watch: watches of one entity share batched list requests."""
-    return watch.entity_id or "-"
+    return watch.entity_id or UNGROUPED
 
 
 def index_member(watch: Watch) -> str:

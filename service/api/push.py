@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from service.api.deps import Services
 from service.api.errors import InvalidField, problem_responses
 from service.domain.signing import SignatureError, verify_monite_signature
-from service.store import group_of
+from service.store import UNGROUPED
 
 # Monite retries a push it saw fail; one accepted event id is enough for a day.
 _REPLAY_WINDOW_S: Final = 86400
@@ -67,19 +67,16 @@ async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushA
         raise InvalidField("body", str(exc)) from None
     except msgspec.DecodeError:
         raise InvalidField("body", "is not JSON") from None
-    fresh = await services.store.redis.set(
-        services.keys.push_seen(push.id), b"1", nx=True, ex=_REPLAY_WINDOW_S
-    )
-    if not fresh or push.object_type != "ocr_task" or push.object is None:
+    if push.object_type != "ocr_task" or push.object is None:
         return PushAccepted(accepted=False, watches=0)
-    watch_ids = await services.store.watches_of_task(push.object.id)
-    watches = [w for w in await services.store.get_many(watch_ids) if w is not None]
-    for group in {group_of(w) for w in watches}:
-        ids = [w.id for w in watches if group_of(w) == group]
-        # Due since the epoch: a pushed watch goes before every merely overdue one.
-        await services.store.poll_now(group, ids, 0)
+    # The task's watches poll with its entity header, or without one (partner-level tasks).
+    groups = sorted({push.entity_id or UNGROUPED, UNGROUPED})
+    found = await services.store.push_finished(push.id, push.object.id, groups, _REPLAY_WINDOW_S)
+    if found is None:
+        return PushAccepted(accepted=False, watches=0)
+    for group, (moved, round_running) in found.items():
         # A running round takes them (it polls until none is due; at its end it schedules the
         # next round for what is left): at a thousand pushes a second, a round each would not.
-        if not await services.store.round_running(group):
+        if moved and not round_running:
             await services.queue.schedule_round_now(group)
-    return PushAccepted(accepted=True, watches=len(watches))
+    return PushAccepted(accepted=True, watches=sum(moved for moved, _ in found.values()))
