@@ -125,3 +125,14 @@ async def test_push_intake_is_off_without_a_secret(e2e_api: Client) -> None:
     body = push_body(str(uuid.uuid4()))
     answer = await e2e_api.post("/v1/monite/webhooks", content=body, headers=signed(body))
     assert answer.status_code == 404
+
+
+async def test_pushes_are_not_held_to_the_per_client_api_rate_limit(
+    push_settings: Settings,
+) -> None:
+    limited = msgspec.structs.replace(push_settings, api_rate_limit_per_minute=2)
+    async with AsyncTestClient(app=create_app(limited)) as api:
+        for _ in range(5):
+            body = push_body(str(uuid.uuid4()))
+            answer = await api.post("/v1/monite/webhooks", content=body, headers=signed(body))
+            assert answer.status_code == 200
