@@ -96,7 +96,7 @@ class Keys:
 
     # -- API ---------------------------------------------------------------------------------
     def api_rate(self) -> str:
-        """Prefix for the API rate-limit middleware's store."""
+        """Prefix of each API client's rate-limit state (its GCRA arrival time, ms)."""
         return f"{self.prefix}api-rate:"
 
     # -- arq ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
+from service.ratelimit import ClientRateLimit
 from service.settings import Settings
 from tests.conftest import auth
 
@@ -62,3 +64,25 @@ async def test_another_client_is_not_affected_by_one_over_its_limit(limited_api:
 async def test_health_endpoints_are_not_rate_limited(limited_api: Client) -> None:
     for _ in range(LIMIT + 2):
         assert (await limited_api.get("/health/live")).status_code == 200
+
+
+async def test_concurrent_requests_never_pass_beyond_the_limit(
+    redis: Redis, key_prefix: str
+) -> None:
+    limit = ClientRateLimit(redis, key_prefix, per_minute=10)
+    decisions = await asyncio.gather(*(limit.hit("alpha") for _ in range(25)))
+    assert sum(d.allowed for d in decisions) == 10
+
+
+async def test_a_refused_client_passes_again_once_its_allowance_refills(
+    redis: Redis, key_prefix: str
+) -> None:
+    limit = ClientRateLimit(redis, key_prefix, per_minute=120)  # one more every 0.5 s
+    for _ in range(120):
+        assert (await limit.hit("alpha")).allowed
+    refused = await limit.hit("alpha")
+    assert not refused.allowed
+    assert refused.retry_after_s == 1
+
+    await asyncio.sleep(0.6)
+    assert (await limit.hit("alpha")).allowed

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from litestar import Litestar, Request
-from litestar.middleware.rate_limit import RateLimitConfig
+from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.stores.redis import RedisStore
-from redis.asyncio import Redis
 
 from service import logs
 from service.api.deps import Services
@@ -20,12 +15,14 @@ from service.api.documents import DocumentController
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import health_live, health_ready, metrics_endpoint
 from service.api.push import monite_webhook
+from service.api.rate_limit import RateLimitMiddleware
 from service.api.schema_doc import event_schema
 from service.api.watches import EventController, WatchController
 from service.egress import CallbackPolicy
 from service.keys import Keys
 from service.monite import MoniteClient, build_monite_http
 from service.queue import Queue, connect
+from service.ratelimit import ClientRateLimit
 from service.sealing import Sealer
 from service.settings import Settings
 from service.store import Store
@@ -34,18 +31,9 @@ from service.watches import WatchService
 VERSION = "0.1.0"
 
 
-def _client_identifier(request: Request[Any, Any, Any]) -> str:
-    """Rate-limit per API key (hashed: the key itself is never a store key), else per address."""
-    header = request.headers.get("authorization", "")
-    if header:
-        return "key:" + hashlib.sha256(header.encode()).hexdigest()[:24]
-    return "addr:" + (request.client.host if request.client else "unknown")
-
-
 def create_app(settings: Settings) -> Litestar:
     """The API application for ``settings``; Redis and HTTP clients open in its lifespan."""
     keys = Keys(settings.key_prefix)
-    rate_limit_redis = Redis.from_url(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -63,21 +51,15 @@ def create_app(settings: Settings) -> Litestar:
             policy=CallbackPolicy.from_settings(settings),
         )
         app.state.redis = redis
+        app.state.client_rate_limit = ClientRateLimit(
+            redis, keys.api_rate(), settings.api_rate_limit_per_minute
+        )
         try:
             yield
         finally:
             await http.aclose()
             await redis.aclose(close_connection_pool=True)
-            await rate_limit_redis.aclose()
 
-    rate_limit = RateLimitConfig(
-        rate_limit=("minute", settings.api_rate_limit_per_minute),
-        # Monite's pushes come from one address in bursts of its own making (a thousand OCR
-        # results a minute would be refused at the default limit); their signature guards them.
-        exclude=["/health", "/metrics", "/schema", "/v1/monite/webhooks"],
-        identifier_for_request=_client_identifier,
-        store="api_rate_limit",
-    )
     return Litestar(
         route_handlers=[
             WatchController,
@@ -91,10 +73,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[rate_limit.middleware],
-        stores={
-            "api_rate_limit": RedisStore(rate_limit_redis, namespace=keys.api_rate().rstrip(":"))
-        },
+        middleware=[RateLimitMiddleware()],
         request_max_body_size=settings.max_upload_bytes + 64 * 1024,
         openapi_config=OpenAPIConfig(
             title="ocr-relay",

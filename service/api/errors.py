@@ -114,10 +114,6 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     response = problem(exc.status_code, title, exc.detail)
     if exc.headers:
         response.headers.update(exc.headers)
-        # Litestar's rate limiter sends only RateLimit-Reset; clients and proxies wait on
-        # Retry-After, which says the same (seconds until the window resets).
-        if exc.status_code == 429 and "RateLimit-Reset" in exc.headers:
-            response.headers.setdefault("Retry-After", exc.headers["RateLimit-Reset"])
     return response
 
 
