@@ -156,6 +156,16 @@ else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
 
+# The earliest due time of a group (KEYS: due set, round lock), or nothing when none is due, or
+# when ARGV[1] = '1' and a round holds the group: checked at once, since a round locks before it
+# leases watches (a lease seen without the lock is a dead round's).
+_EARLIEST = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then return false end
+return first[2]
+"""
+
 # Records polls that found their task still processing (or failed to reach Monite), for a
 # batch: KEYS due, early; ARGV[1] the watch key prefix, then per watch 5 values: id, kind
 # ('poll': Monite answered; 'error': it did not; 'wait': rate-limited, not a poll), Monite's status,
@@ -256,6 +266,7 @@ class Store:
         self._record_polls = redis.register_script(_RECORD_POLLS)
         self._round_lock = redis.register_script(_ROUND_LOCK)
         self._push = redis.register_script(_PUSH)
+        self._earliest = redis.register_script(_EARLIEST)
 
     # -- watches -----------------------------------------------------------------------------
     async def create_watch(
@@ -553,10 +564,17 @@ class Store:
             return None
         return {group: (int(out[2 * i]), bool(out[2 * i + 1])) for i, group in enumerate(groups)}
 
-    async def earliest_due_ms(self, group: str) -> int | None:
-        """When the next watch of a group is due, or None when none is."""
-        rows = await self.redis.zrange(self.keys.due(group), 0, 0, withscores=True)
-        return int(rows[0][1]) if rows else None
+    async def earliest_due_ms(self, group: str, *, unless_polled: bool = False) -> int | None:
+        """When the next watch of a group is due, or None when none is.
+
+        With ``unless_polled`` also None while a round is polling the group: that round schedules
+        its successor, and the due times it sees include its own leases (a minute ahead).
+        """
+        score = await self._earliest(
+            keys=[self.keys.due(group), self.keys.round_lock(group)],
+            args=["1" if unless_polled else "0"],
+        )
+        return None if score is None else int(float(score))
 
     async def due_count(self, group: str) -> int:
         """How many watches a group has waiting (polling, leased or not)."""

@@ -351,3 +351,10 @@ async def test_only_the_holder_extends_or_releases_a_round_lock(store: Store) ->
     assert await store.extend_round("g", "first", 10_000)
     await store.unlock_round("g", "first")
     assert await store.lock_round("g", "second", 10_000)
+
+
+async def test_a_polled_group_needs_no_round_from_the_safety_net(store: Store) -> None:
+    await create(store, make_watch())
+    await store.lock_round("-", "running", 10_000)
+    assert await store.earliest_due_ms("-", unless_polled=True) is None
+    assert await store.earliest_due_ms("-") is not None

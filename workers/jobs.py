@@ -42,12 +42,12 @@ async def deliver_batch(ctx: dict[str, Any], watch_ids: list[str]) -> int:
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
-    """Safety net: make sure every group with due watches has a poll round scheduled."""
+    """Safety net: make sure every group with due watches and no round polling it has one coming."""
     store: Store = ctx["store"]
     queue: Queue = ctx["queue"]
     scheduled = 0
     for group in await store.groups():
-        earliest = await store.earliest_due_ms(group)
+        earliest = await store.earliest_due_ms(group, unless_polled=True)
         if earliest is None:
             await store.drop_group_if_empty(group)
             continue
