@@ -352,6 +352,12 @@ async def start_worker(
 
     yield start
     for worker, task in running:
+        # Let running jobs finish first: cancelling arq mid-job can leave a redis-py pipeline
+        # holding its connection, which warns (an error here) when garbage-collected.
+        for _ in range(100):
+            if all(job.done() for job in worker.tasks.values()):
+                break
+            await asyncio.sleep(0.05)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
