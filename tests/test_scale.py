@@ -168,16 +168,16 @@ async def test_a_request_that_waited_for_the_budget_takes_the_watches_due_meanwh
     simulator: SimulatorControl,
     receiver: Receiver,
 ) -> None:
-    slow = msgspec.structs.replace(scale_settings, monite_rate_limit=0.5)  # a request every 2 s
+    slow = msgspec.structs.replace(scale_settings, monite_rate_limit=0.25)  # a request every 4 s
     tasks = [(await simulator.create_task(entity_id=ENTITY)).id for _ in range(3)]
     await start_worker(slow)
     async with AsyncTestClient(app=create_app(slow)) as api:
         await register_many(api, tasks[:1], receiver.url)
         await receiver.wait_for(1)
         await register_many(api, tasks[1:2], receiver.url)
-        await asyncio.sleep(0.5)  # its round now waits ~1.5 s for the budget
+        await asyncio.sleep(0.5)  # its round now waits ~3.5 s for the budget
         await register_many(api, tasks[2:], receiver.url)
-        assert len(await receiver.wait_for(3)) == 3
+        assert len(await receiver.wait_for(3, within_s=20)) == 3
     counters = await simulator.counters()
     polls = [
         n
