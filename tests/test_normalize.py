@@ -27,8 +27,12 @@ ENTITY_ID = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 
 
 def shared_fixture(*parts: str) -> Path:
-    """A file of the shared fixtures, which CI checks out beside the repository."""
-    return Path(__file__).resolve().parents[1].parent.joinpath("shared", "fixtures", *parts)
+    """A file of the project's shared examples (Monite input → normalized event).
+
+    Copied byte for byte from the design's ``shared/fixtures`` into ``tests/fixtures/shared``, so
+    that a clone of this repository tests on its own, wherever it is checked out.
+    """
+    return LOCAL_FIXTURES.joinpath("shared", *parts)
 
 
 def _task(**recognized: Any) -> dict[str, Any]:
