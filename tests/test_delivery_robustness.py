@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import msgspec
 from litestar.testing import AsyncTestClient
 
 from service.api.app import create_app
+from service.domain.watch import Watch, WatchState
+from service.ids import new_id
+from service.queue import Queue, connect
 from service.settings import Settings
 from service.simulator import SimulatorControl
+from service.store import EventRecord, Store, now_utc
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
 
@@ -32,3 +37,36 @@ async def test_a_secret_no_configured_key_opens_ends_the_series_with_a_clear_rea
     assert all("cannot be unsealed" in a["error"] for a in log["items"])
     assert len(log["items"]) == len(e2e_settings.delivery_schedule_s)
     assert receiver.requests == []
+
+
+async def test_a_repeated_batch_finding_a_live_lease_delivers_once_after_it_ends(
+    e2e_api: Any,
+    e2e_settings: Settings,
+    start_worker: Any,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+    store: Store,
+) -> None:
+    # As if a worker died mid-attempt: the watch is delivering, its lease runs 2 s more.
+    task = await simulator.create_task(entity_id=ENTITY, outcome="never")
+    watch = await register(e2e_api, task.id, receiver.url)
+    event = EventRecord(
+        id=new_id("evt"), watch_id=watch["id"], type="ocr.failed", body=b"{}", created_at=now_utc()
+    )
+    lease_ends = now_utc() + timedelta(seconds=2)
+
+    def crashed_mid_attempt(w: Watch) -> Watch:
+        w.state, w.event_id, w.event_type = WatchState.DELIVERING, event.id, event.type
+        w.delivery_series, w.delivery_in_flight_until = 1, lease_ends
+        return w
+
+    await store.update(watch["id"], crashed_mid_attempt, event=event)
+    queue = Queue(connect(e2e_settings.redis_url, store.keys), store.keys)
+    await queue.deliver_now([watch["id"]])  # the repeat of the crashed batch job
+    await start_worker()
+
+    [request] = await receiver.wait_for(1)
+    assert now_utc() >= lease_ends
+    assert request.headers["webhook-id"] == event.id
+    assert (await settled(e2e_api, watch["id"]))["state"] == "delivered"
+    await queue.redis.aclose(close_connection_pool=True)
