@@ -218,6 +218,10 @@ class Busy(msgspec.Struct, frozen=True):
     series: int
     attempt: int
 
+    def wait_s(self) -> float:
+        """Seconds to wait before trying again: until the lease ends, at least one."""
+        return max(1.0, (self.until - now_utc()).total_seconds())
+
 
 def _exhausted(number: int, result: DeliveryAttempt) -> Failure:
     last = f"HTTP {result.status_code}" if result.status_code is not None else result.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry
@@ -24,8 +23,7 @@ async def deliver(ctx: dict[str, Any], watch_id: str) -> str | None:
     dispatcher: Dispatcher = ctx["dispatcher"]
     result = await dispatcher.deliver(watch_id)
     if isinstance(result, Busy):
-        wait = (result.until - datetime.now(UTC)).total_seconds()
-        raise Retry(defer=max(1.0, wait))
+        raise Retry(defer=result.wait_s())
     return None if result is None else result.outcome
 
 
@@ -36,8 +34,7 @@ async def deliver_batch(ctx: dict[str, Any], watch_ids: list[str]) -> int:
     results = await dispatcher.deliver_many(watch_ids)
     for watch_id, result in zip(watch_ids, results, strict=True):
         if isinstance(result, Busy):  # a repeat of this job after a crash, mid-attempt
-            wait = (result.until - datetime.now(UTC)).total_seconds()
-            await queue.schedule_delivery(watch_id, result.series, result.attempt, max(1.0, wait))
+            await queue.schedule_delivery(watch_id, result.series, result.attempt, result.wait_s())
     return sum(1 for r in results if r is not None and not isinstance(r, Busy))
 
 
