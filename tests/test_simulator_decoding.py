@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +21,10 @@ from monite.types import (
 
 from service.domain.monite_models import OcrTask, decode_page, decode_task
 from service.simulator import SimulatorControl
+from tests.test_normalize import shared_fixture
 
 ENTITY = "2d3c4b5a-6978-4a1b-9c8d-7e6f5a4b3c2d"
-# The shared fixtures, which CI checks out beside the repository.
-MONITE_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "monite"
+MONITE_FIXTURES = shared_fixture("monite")
 # document_type → (the SDK's class, our class) of recognized_data
 CLASSES_OF_TYPE = {
     "invoice": ("OcrTaskResponseSchemaRecognizedData_Invoice", "OcrInvoice"),
