@@ -65,8 +65,9 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
 class RedisServer:
     """A private ``redis-server`` on a loopback port with its data in one directory.
 
-    It can be stopped (SIGTERM, AOF flushed), killed (SIGKILL, a crash) and started again on the
-    same port and data, which is what fault tests need.
+    It can be stopped (SIGTERM, AOF flushed), killed (SIGKILL, a crash), paused (SIGSTOP: it
+    accepts connections but never answers, like a hung or partitioned server) and started again
+    on the same port and data, which is what fault tests need.
     """
 
     def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
@@ -127,7 +128,18 @@ class RedisServer:
     def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Shut the server down gracefully (SIGTERM), killing it if it does not exit in time."""
         if self._process is not None:
+            self.resume()  # a paused server would hold SIGTERM until killed
             _terminate(self._process, timeout_s)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open, no command is ever answered."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT)."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """Kill the server without a chance to flush (simulates a crash)."""

@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool
 
 from service.keys import Keys
+from service.settings import Settings
 
 ROUND_SLOT_MS: Final = 250
 URGENT_SLOT_MS: Final = 10
@@ -27,10 +28,20 @@ DELIVER_BATCH: Final = "deliver_batch"
 _POOL_WAIT_S: Final = 20.0
 
 
-def connect(redis_url: str, keys: Keys) -> ArqRedis:
-    """One Redis client for the store and the queue (arq's client is a redis-py client)."""
-    pool = BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=_POOL_WAIT_S)
-    return ArqRedis(pool_or_conn=pool, default_queue_name=keys.queue())
+def connect(settings: Settings) -> ArqRedis:
+    """One Redis client for the store and the queue (arq's client is a redis-py client).
+
+    Every command and connection attempt gives up after ``REDIS_TIMEOUT_S``: without a bound, a
+    Redis that hangs (paused, partitioned) would hang API requests and stall workers for good.
+    """
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=64,
+        timeout=_POOL_WAIT_S,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+    )
+    return ArqRedis(pool_or_conn=pool, default_queue_name=Keys(settings.key_prefix).queue())
 
 
 class Queue:

@@ -14,7 +14,7 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Runtime configuration. Build it with ``Settings.from_env()``; fields mirror ``ENV_VARS``."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = 5.0
     key_prefix: str = "ocr-relay:"
     monite_base_url: str = "https://api.sandbox.monite.com/v1"
     monite_client_id: str | None = None
@@ -128,12 +129,21 @@ _SECRET_FIELDS: Final = (
 )
 
 
+def without_credentials(url: str) -> str:
+    """``url`` with ``user:password@`` masked, for messages (a Redis URL may hold a password)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 def _redis_url(raw: str) -> str:
     parts = urlsplit(raw)
+    shown = without_credentials(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected redis://host:port/db, rediss:// or unix://, got {raw!r}")
+        raise ValueError(f"expected redis://host:port/db, rediss:// or unix://, got {shown!r}")
     if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"no host in {raw!r}")
+        raise ValueError(f"no host in {shown!r}")
     path = parts.path.lstrip("/")
     if parts.scheme != "unix" and path and not path.isdigit():
         raise ValueError(f"database must be a number, got {path!r}")
@@ -143,7 +153,7 @@ def _redis_url(raw: str) -> str:
 def _http_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {raw!r}")
+        raise ValueError(f"expected an http(s) URL, got {without_credentials(raw)!r}")
     return raw.rstrip("/")
 
 
@@ -280,6 +290,7 @@ def _api_version(raw: str) -> str:
 ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "REDIS_KEY_PREFIX": ("key_prefix", _key_prefix),
+    "REDIS_TIMEOUT_S": ("redis_timeout_s", _positive_float),
     "MONITE_BASE_URL": ("monite_base_url", _http_url),
     "MONITE_CLIENT_ID": ("monite_client_id", _identity),
     "MONITE_CLIENT_SECRET": ("monite_client_secret", _identity),

@@ -74,7 +74,6 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 # the other blocks, so that parallel edits of this file never touch the same lines.
 
 import asyncio  # noqa: E402
-import contextlib  # noqa: E402
 import socket  # noqa: E402
 import ssl  # noqa: E402
 import time  # noqa: E402
@@ -317,7 +316,7 @@ async def simulator(simulator_server: BackgroundSimulator) -> AsyncIterator[Simu
 
 from arq.worker import Worker  # noqa: E402
 
-from workers.settings import build_worker, shutdown  # noqa: E402
+from workers.settings import build_worker, close_worker  # noqa: E402
 
 
 @pytest.fixture
@@ -346,7 +345,7 @@ async def start_worker(
     running: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(settings: Settings | None = None) -> Worker:
-        worker = build_worker(settings or e2e_settings, handle_signals=False)
+        worker = build_worker(settings or e2e_settings)
         running.append((worker, asyncio.create_task(worker.async_run())))
         return worker
 
@@ -358,13 +357,8 @@ async def start_worker(
             if all(job.done() for job in worker.tasks.values()):
                 break
             await asyncio.sleep(0.05)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        # Worker.close() would call redis-py's deprecated close(); shut down the same way by hand.
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-        await shutdown(worker.ctx)
-        await worker.pool.aclose(close_connection_pool=True)
+        await close_worker(worker)
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.fixture
@@ -378,8 +372,7 @@ async def run_burst(e2e_settings: Settings, redis: Redis) -> Callable[[], Awaita
             await worker.async_run()
             return worker.jobs_complete
         finally:
-            await shutdown(worker.ctx)
-            await worker.pool.aclose(close_connection_pool=True)
+            await close_worker(worker)
 
     return run
 

@@ -61,7 +61,7 @@ async def test_a_repeated_batch_finding_a_live_lease_delivers_once_after_it_ends
         return w
 
     await store.update(watch["id"], crashed_mid_attempt, event=event)
-    queue = Queue(connect(e2e_settings.redis_url, store.keys), store.keys)
+    queue = Queue(connect(e2e_settings), store.keys)
     await queue.deliver_now([watch["id"]])  # the repeat of the crashed batch job
     await start_worker()
 

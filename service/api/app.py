@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = connect(settings.redis_url, keys)
+        redis = connect(settings)
         http = build_monite_http(settings)
         store = Store(redis, keys, settings.watch_retention_s)
         queue = Queue(redis, keys)

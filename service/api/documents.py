@@ -61,7 +61,7 @@ class DocumentController(Controller):
         "/",
         status_code=202,
         summary="Upload a document (multipart) or give its URL (JSON); OCR it and watch the task",
-        responses=problem_responses(*AUTHENTICATED, 413, 415, 422, 502, 503),
+        responses=problem_responses(*AUTHENTICATED, 413, 415, 422, 502),
     )
     async def submit(
         self,

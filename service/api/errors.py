@@ -1,7 +1,8 @@
 """RFC 9457 problem details for every error the API returns.
 
-Validation errors list ``errors: [{field, message}]``; an unexpected error is a bare 500 problem
-whose detail never carries internals (they go to the log, with the request path).
+Validation errors list ``errors: [{field, message}]``; Redis out of reach is a 503 with
+``Retry-After``; an unexpected error is a bare 500 problem whose detail never carries internals
+(they go to the log, with the request path).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("ocr_relay.api")
 
@@ -23,6 +26,8 @@ _AT_PATH = re.compile(r"at `\$(?:\.)?([^`]*)`")
 _NAMED_FIELD = re.compile(r"field `([^`]*)`")
 # Handler arguments renamed because Litestar reserves their wire names.
 _WIRE_NAMES: Final = {"state_filter": "state"}
+# A Redis restart or failover takes seconds; clients come back after this long.
+STORAGE_RETRY_AFTER_S: Final = 5
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -117,6 +122,24 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return response
 
 
+def handle_storage_unavailable(
+    request: Request[Any, Any, Any], exc: RedisConnectionError | RedisTimeoutError
+) -> Response[Problem]:
+    """503 + ``Retry-After`` while Redis is out of reach: an outage, not a bug of the request.
+
+    Registration and cancellation are idempotent, so the client may simply send it again.
+    """
+    log.warning(
+        "redis unreachable",
+        extra={"path": request.url.path, "method": request.method, "error": type(exc).__name__},
+    )
+    response = problem(
+        HTTP_503_SERVICE_UNAVAILABLE, "Unavailable", "storage is unreachable; retry shortly"
+    )
+    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_S)
+    return response
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug or an outage: log it, answer a 500 that reveals nothing."""
     log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
@@ -143,8 +166,9 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-# Any authenticated request may be malformed, unauthenticated or over the client's rate limit.
-AUTHENTICATED: Final = (400, 401, 429)
+# Any authenticated request may be malformed, unauthenticated, over the client's rate limit, or
+# arrive while Redis is out of reach.
+AUTHENTICATED: Final = (400, 401, 429, 503)
 
 
 _TITLES: Final = {
@@ -165,6 +189,8 @@ _TITLES: Final = {
 EXCEPTION_HANDLERS: Final = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    RedisConnectionError: handle_storage_unavailable,
+    RedisTimeoutError: handle_storage_unavailable,
     Exception: handle_unexpected,
 }
 

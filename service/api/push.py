@@ -48,7 +48,7 @@ class PushAccepted(msgspec.Struct, frozen=True):
     status_code=200,
     tags=["monite"],
     summary="Monite push intake",
-    responses=problem_responses(400, 401, 404, 422, 429),
+    responses=problem_responses(400, 401, 404, 422, 429, 503),
 )
 async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushAccepted:
     """Verify ``Monite-Signature``, drop replays, and make the task's watches poll now."""

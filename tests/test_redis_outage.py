@@ -1,0 +1,181 @@
+"""Redis out of reach: the API answers 503 + Retry-After, workers ride it out, nothing is lost.
+
+Against a private ``redis-server`` (append-only, like the compose file's) that the tests stop,
+pause and start again; never the shared one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.api.app import create_app
+from service.devstack import RedisServer, free_port
+from service.settings import ENV_VARS, Settings
+from service.simulator import SimulatorControl
+from tests.conftest import Receiver, auth
+from tests.test_end_to_end import ENTITY, register, settled
+from workers.settings import serve
+
+Client = AsyncTestClient[Any]
+RESTART_MESSAGE = "redis unreachable; restarting the worker"
+
+
+@pytest.fixture
+def own_redis(private_redis: Callable[..., RedisServer]) -> RedisServer:
+    return private_redis()
+
+
+@pytest.fixture
+def outage_settings(e2e_settings: Settings, own_redis: RedisServer) -> Settings:
+    """The end-to-end settings on the private Redis, giving up on a command after 0.5 s."""
+    return msgspec.structs.replace(e2e_settings, redis_url=own_redis.url, redis_timeout_s=0.5)
+
+
+@pytest.fixture
+async def outage_api(outage_settings: Settings) -> AsyncIterator[Client]:
+    async with AsyncTestClient(app=create_app(outage_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+async def serving(outage_settings: Settings) -> AsyncIterator[Callable[[], asyncio.Task[None]]]:
+    """``serving()`` starts a worker run by ``serve`` (restarts included) until the test ends."""
+    started: list[asyncio.Task[None]] = []
+
+    def start() -> asyncio.Task[None]:
+        started.append(asyncio.create_task(serve(outage_settings)))
+        return started[-1]
+
+    yield start
+    for task in started:
+        task.cancel()
+    await asyncio.gather(*started, return_exceptions=True)
+
+
+@pytest.fixture
+def worker_restarted(caplog: pytest.LogCaptureFixture) -> Callable[[], Awaitable[None]]:
+    """``await worker_restarted()`` returns once a worker has logged that it restarts."""
+    caplog.set_level(logging.WARNING, logger="ocr_relay.worker")
+
+    async def wait(within_s: float = 15.0) -> None:
+        deadline = time.monotonic() + within_s
+        while not any(RESTART_MESSAGE in record.getMessage() for record in caplog.records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never logged {RESTART_MESSAGE!r}")
+            await asyncio.sleep(0.05)
+
+    return wait
+
+
+def watch_payload(callback_url: str = "http://127.0.0.1:9/ocr") -> dict[str, str]:
+    return {"task_id": "4f1d2c3b-0000-4000-8000-000000000001", "callback_url": callback_url}
+
+
+async def test_registration_answers_503_problem_with_retry_after_while_redis_is_down(
+    outage_api: Client, own_redis: RedisServer
+) -> None:
+    own_redis.stop()
+    answer = await outage_api.post("/v1/watches", json=watch_payload(), headers=auth())
+    assert answer.status_code == 503
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json()["title"] == "Unavailable"
+
+
+async def test_a_hung_redis_gets_503_after_the_redis_timeout_instead_of_a_hung_request(
+    outage_api: Client, own_redis: RedisServer
+) -> None:
+    own_redis.pause()
+    try:
+        answer = await outage_api.get("/v1/watches/wat_0123456789abcdef", headers=auth())
+    finally:
+        own_redis.resume()
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+
+
+async def test_the_api_serves_again_as_soon_as_redis_is_back(
+    outage_api: Client, own_redis: RedisServer
+) -> None:
+    assert (await outage_api.get("/v1/watches", headers=auth())).status_code == 200
+    own_redis.stop()
+    assert (await outage_api.get("/v1/watches", headers=auth())).status_code == 503
+    own_redis.start()
+    answer = await outage_api.post("/v1/watches", json=watch_payload(), headers=auth())
+    assert answer.status_code == 201, answer.text
+
+
+async def test_a_worker_rides_out_a_redis_restart_and_delivers_the_watch_it_was_polling(
+    outage_api: Client,
+    serving: Callable[[], asyncio.Task[None]],
+    own_redis: RedisServer,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+    worker_restarted: Callable[[], Awaitable[None]],
+) -> None:
+    worker = serving()
+    task = await simulator.create_task(entity_id=ENTITY, duration_s=2.0)
+    watch = await register(outage_api, task.id, receiver.url)
+    own_redis.stop()
+    await worker_restarted()
+    own_redis.start()
+    done = await settled(outage_api, watch["id"], within_s=60)
+    assert done["state"] == "delivered"
+    [request] = await receiver.wait_for(1)
+    assert msgspec.json.decode(request.body)["data"]["watch_id"] == watch["id"]
+    assert not worker.done()
+
+
+async def test_a_worker_started_before_redis_waits_for_it_and_then_works(
+    outage_api: Client,
+    serving: Callable[[], asyncio.Task[None]],
+    own_redis: RedisServer,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+    worker_restarted: Callable[[], Awaitable[None]],
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    watch = await register(outage_api, task.id, receiver.url)
+    own_redis.stop()
+    serving()
+    await worker_restarted()
+    own_redis.start()
+    assert (await settled(outage_api, watch["id"], within_s=30))["state"] == "delivered"
+
+
+def test_a_stop_signal_ends_a_worker_process_that_waits_for_redis() -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env = {**base, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_TIMEOUT_S": "0.5"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:  # blocks until the worker says it waits for Redis
+            lines.append(line)
+            if RESTART_MESSAGE in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 0, "".join(lines) + output
+    assert "worker stopped" in output
+    assert "Traceback" not in "".join(lines) + output
