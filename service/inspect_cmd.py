@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from service.api.schemas import watch_out
 from service.keys import Keys
 from service.queue import connect
-from service.settings import Settings
+from service.settings import Settings, without_credentials
 from service.store import Store
 
 
@@ -25,7 +25,7 @@ class Inspection(msgspec.Struct, frozen=True):
 
 async def _inspect(settings: Settings, watch_id: str) -> Inspection | None:
     keys = Keys(settings.key_prefix)
-    redis = connect(settings.redis_url, keys)
+    redis = connect(settings)
     try:
         store = Store(redis, keys, settings.watch_retention_s)
         watch = await store.get(watch_id)
@@ -46,7 +46,8 @@ def run_inspect(settings: Settings, watch_id: str) -> int:
     try:
         found = asyncio.run(_inspect(settings, watch_id))
     except (RedisError, OSError) as exc:
-        print(f"ocr-relay: cannot read Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        where = without_credentials(settings.redis_url)
+        print(f"ocr-relay: cannot read Redis at {where}: {exc}", file=sys.stderr)
         return 1
     if found is None:
         print(f"ocr-relay: no watch {watch_id!r}", file=sys.stderr)

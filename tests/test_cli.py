@@ -61,6 +61,13 @@ def test_malformed_redis_url_is_one_line_naming_the_variable(command: str) -> No
     assert result.stdout == ""
 
 
+def test_malformed_redis_url_error_does_not_echo_its_password() -> None:
+    result = run_cli("api", env={"REDIS_URL": "http://ops:s3cret-pw@cache:6379/0"})
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
 def test_configuration_error_does_not_echo_a_secret() -> None:
     result = run_cli("api", env={"MONITE_CLIENT_SECRET": "s3cret-value"})
     assert result.returncode == 2

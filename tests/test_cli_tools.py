@@ -71,3 +71,13 @@ def test_inspect_without_redis_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "cannot read Redis" in err
+
+
+def test_inspect_without_redis_does_not_print_the_redis_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://ops:s3cret-pw@127.0.0.1:1/0")
+    assert main(["inspect", "wat_x"]) == 1
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err
+    assert "redis://***@127.0.0.1:1/0" in err
