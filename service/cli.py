@@ -33,7 +33,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
-    from workers.settings import run_worker
+    from workers.runner import run_worker
 
     run_worker(settings, burst=args.burst)
     return 0

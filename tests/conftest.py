@@ -316,7 +316,8 @@ async def simulator(simulator_server: BackgroundSimulator) -> AsyncIterator[Simu
 
 from arq.worker import Worker  # noqa: E402
 
-from workers.settings import build_worker, close_worker  # noqa: E402
+from workers.runner import close_worker  # noqa: E402
+from workers.settings import build_worker  # noqa: E402
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from service.settings import (
     ENV_VARS,
     Settings,
 )
+from workers.runner import DRAIN_S
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("api", "worker")
@@ -170,6 +171,13 @@ def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
     worker = services["worker"]
     assert "container_name" not in worker
     assert "ports" not in worker
+
+
+def test_worker_gets_longer_to_stop_than_its_drain(services: dict[str, dict[str, Any]]) -> None:
+    # Docker kills a container that outlives stop_grace_period, jobs still draining included.
+    grace = re.fullmatch(r"(\d+)s", services["worker"]["stop_grace_period"])
+    assert grace is not None
+    assert int(grace[1]) > DRAIN_S
 
 
 def test_simulator_runs_only_in_the_dev_profile(services: dict[str, dict[str, Any]]) -> None:

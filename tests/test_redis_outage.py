@@ -26,7 +26,7 @@ from service.settings import ENV_VARS, Settings
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
-from workers.settings import serve
+from workers.runner import serve
 
 Client = AsyncTestClient[Any]
 RESTART_MESSAGE = "redis unreachable; restarting the worker"

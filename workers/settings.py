@@ -4,31 +4,18 @@ The start-up hook builds, once per process, the shared Redis pool, the Monite cl
 client, one token shared through Redis, one rate budget shared by all workers) and the callback
 client; the shutdown hook closes them. Jobs are short (a poll round is bounded to ~20 s, a delivery
 attempt to ``DELIVERY_TIMEOUT_S``) because arq re-runs the job of a dead worker only after its
-timeout: short jobs mean quick crash recovery.
-
-arq has no reconnect: a Redis error in its main loop ends the worker. ``serve`` therefore runs
-workers back to back, starting a fresh one once Redis answers again, so a Redis restart or
-failover costs seconds instead of a dead worker process.
+timeout: short jobs mean quick crash recovery. ``workers.runner`` runs them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import signal
-import time
 from typing import Any, Final
 
-import uvloop
 from arq import cron
 from arq.worker import Function, Worker, func
 from prometheus_client import start_http_server
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import logs, metrics
+from service import metrics
 from service.dispatch import Dispatcher
 from service.egress import build_callback_client
 from service.keys import Keys
@@ -44,10 +31,6 @@ POLL_ROUND_TIMEOUT_S: Final = ROUND_BUDGET_S + 40.0
 # arq counts deferrals (Retry) as tries; a busy watch may defer a few times.
 DELIVER_MAX_TRIES: Final = 20
 RECONCILE_EVERY_S: Final = 5
-# Pauses between worker restarts while Redis stays away: quick for a blip, then doubling.
-RESTART_PAUSE_S: Final = (0.5, 8.0)
-
-log = logging.getLogger("ocr_relay.worker")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -128,79 +111,8 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         # How often an idle worker looks for due jobs: the push fast path's latency floor.
         "poll_delay": 0.02,
         "keep_result": 0,
-        # Signals are handled by ``run_worker``, which must also stop between two workers.
+        # Signals are handled by ``workers.runner``, which must also stop between two workers.
         "handle_signals": False,
     }
     options.update(overrides)
     return Worker(**options)
-
-
-async def close_worker(worker: Worker) -> None:
-    """Cancel a worker's loop and jobs and release what it holds, also when Redis is gone.
-
-    arq's own ``Worker.close`` needs Redis (and calls redis-py's deprecated ``close``).
-    """
-    running = [*worker.tasks.values(), *([worker.main_task] if worker.main_task else [])]
-    await asyncio.gather(*map(_cancel, running))
-    with contextlib.suppress(RedisError, OSError):
-        await worker.pool.delete(worker.health_check_key)
-    await shutdown(worker.ctx)
-    await worker.pool.aclose(close_connection_pool=True)
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    # redis-py < 6 (which arq needs) with a socket timeout swallows a cancellation that lands while
-    # it reads a reply (redis-py issue 2551): a few in a hundred. Cancel again until it has ended.
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-
-
-async def serve(settings: Settings, *, burst: bool = False) -> None:
-    """Run a worker until cancelled (or, with ``burst``, until the queue is empty).
-
-    A worker that loses Redis is closed and replaced by a fresh one after a pause; its jobs are
-    safe meanwhile, as arq re-runs an interrupted job once its timeout has passed.
-    """
-    pause, longest = RESTART_PAUSE_S
-    while True:
-        worker = build_worker(settings, burst=burst)
-        started = time.monotonic()
-        run = asyncio.create_task(worker.async_run())
-        try:
-            # A cancellation of ``serve`` lands here, not in arq's loop, which might swallow it.
-            await asyncio.wait({run})
-            run.result()
-            return
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            if time.monotonic() - started > longest:
-                pause = RESTART_PAUSE_S[0]  # it ran fine for a while: this is a new outage
-            log.warning(
-                "redis unreachable; restarting the worker",
-                extra={"error": type(exc).__name__, "retry_in_s": pause},
-            )
-        finally:
-            await close_worker(worker)
-            await _cancel(run)
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, longest)
-
-
-async def _serve_until_signalled(settings: Settings, *, burst: bool) -> None:
-    # SIGINT/SIGTERM cancel this task wherever it is: in a job, or in a pause between restarts.
-    loop = asyncio.get_running_loop()
-    this = asyncio.current_task()
-    assert this is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, this.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await serve(settings, burst=burst)
-    log.info("worker stopped")
-
-
-def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    """Run a worker process until SIGINT/SIGTERM (or, with ``burst``, until the queue is empty)."""
-    logs.configure(settings.log_level)
-    # A worker's CPU goes mostly to sockets (Redis, Monite, callbacks): uvloop's are cheaper.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve_until_signalled(settings, burst=burst))
