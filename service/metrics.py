@@ -73,6 +73,11 @@ EVENT_LAG: Final = Histogram(
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
     registry=REGISTRY,
 )
+WORKER_RESTARTS: Final = Counter(
+    "ocr_relay_worker_restarts",
+    "Workers closed and started again because Redis was out of reach.",
+    registry=REGISTRY,
+)
 
 
 class WatchCounts(Collector):

@@ -20,6 +20,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service import metrics
 from service.api.app import create_app
 from service.devstack import RedisServer, free_port
 from service.settings import ENV_VARS, Settings
@@ -149,10 +150,12 @@ async def test_a_worker_started_before_redis_waits_for_it_and_then_works(
     task = await simulator.create_task(entity_id=ENTITY)
     watch = await register(outage_api, task.id, receiver.url)
     own_redis.stop()
+    restarts = _restarts()
     serving()
     await worker_restarted()
     own_redis.start()
     assert (await settled(outage_api, watch["id"], within_s=30))["state"] == "delivered"
+    assert _restarts() > restarts
 
 
 def test_a_stop_signal_ends_a_worker_process_that_waits_for_redis() -> None:
@@ -179,3 +182,7 @@ def test_a_stop_signal_ends_a_worker_process_that_waits_for_redis() -> None:
     assert process.returncode == 0, "".join(lines) + output
     assert "worker stopped" in output
     assert "Traceback" not in "".join(lines) + output
+
+
+def _restarts() -> float:
+    return metrics.REGISTRY.get_sample_value("ocr_relay_worker_restarts_total") or 0.0

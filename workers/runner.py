@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import logs
+from service import logs, metrics
 from service.polling import ROUND_BUDGET_S
 from service.settings import Settings
 from workers.settings import build_worker, shutdown
@@ -93,6 +93,7 @@ async def serve(
         except (RedisConnectionError, RedisTimeoutError) as exc:
             if time.monotonic() - started > longest:
                 pause = RESTART_PAUSE_S[0]  # it ran fine for a while: this is a new outage
+            metrics.WORKER_RESTARTS.inc()
             log.warning(
                 "redis unreachable; restarting the worker",
                 extra={"error": type(exc).__name__, "retry_in_s": pause},
