@@ -24,8 +24,10 @@ from typing import IO, Final, NamedTuple
 
 import httpx
 import redis
+from redis.sentinel import Sentinel
 
 from service.sealing import generate_key
+from service.sentinel_url import parse_sentinel_url
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
 from service.simulator.config import DEV_WEBHOOK_SECRET
 
@@ -49,8 +51,23 @@ def free_port() -> int:
 
 
 def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a Redis at ``url`` answers PING (a wrong password still counts as reachable)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    """True when a Redis at ``url`` answers PING (a wrong password still counts as reachable).
+
+    Through Sentinel (``redis+sentinel://``), the primary the sentinels name must answer.
+    """
+    timeouts = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
+    sentinel = parse_sentinel_url(url)
+    if sentinel is None:
+        client = redis.Redis.from_url(url, **timeouts)
+    else:
+        manager = Sentinel(sentinel.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        client = manager.master_for(  # type: ignore[no-untyped-call]
+            sentinel.service_name,
+            db=sentinel.db,
+            username=sentinel.username,
+            password=sentinel.password,
+            **timeouts,
+        )
     try:
         client.ping()
     except redis.AuthenticationError:
@@ -70,10 +87,22 @@ class RedisServer:
     on the same port and data, which is what fault tests need.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+        config: str | None = None,
+    ) -> None:
+        """``extra_args`` go on the command line (``--replicaof …``); ``config`` is the text of a
+        config file to start from (a sentinel needs one it can rewrite)."""
         self.data_dir = data_dir.resolve()
         self.port = port if port is not None else free_port()
         self.appendonly = appendonly
+        self.extra_args = tuple(extra_args)
+        self.config = config
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,9 +127,16 @@ class RedisServer:
             raise RuntimeError(REDIS_INSTALL_HINT)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.data_dir / "redis.log"
-        # redis-server takes its whole configuration as arguments; nothing is written to /etc.
+        # redis-server takes its configuration as arguments; nothing is written to /etc.
+        config = []
+        if self.config is not None:
+            config_file = self.data_dir / "redis.conf"
+            if not config_file.exists():  # a sentinel rewrites its own: keep it across restarts
+                config_file.write_text(self.config)
+            config = [str(config_file)]
         argv = [
             binary,
+            *config,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
@@ -109,6 +145,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",
+            *self.extra_args,
         ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             argv,

@@ -10,12 +10,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from service.keys import Keys
+from service.sentinel_url import parse_sentinel_url
 from service.settings import Settings
 
 ROUND_SLOT_MS: Final = 250
@@ -26,6 +28,7 @@ DELIVER_BATCH: Final = "deliver_batch"
 # Seconds a command waits for a free pooled connection before failing: a burst of concurrent
 # commands (a batch of deliveries) queues instead of failing at the pool's limit.
 _POOL_WAIT_S: Final = 20.0
+_POOL_SIZE: Final = 64
 
 
 def connect(settings: Settings) -> ArqRedis:
@@ -33,15 +36,42 @@ def connect(settings: Settings) -> ArqRedis:
 
     Every command and connection attempt gives up after ``REDIS_TIMEOUT_S``: without a bound, a
     Redis that hangs (paused, partitioned) would hang API requests and stall workers for good.
+    A ``redis+sentinel://`` URL finds the primary through Sentinel, again after a failover.
     """
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=64,
-        timeout=_POOL_WAIT_S,
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-    )
+    timeouts = {
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "socket_timeout": settings.redis_timeout_s,
+    }
+    pool_options = {"max_connections": _POOL_SIZE, "timeout": _POOL_WAIT_S, **timeouts}
+    sentinel = parse_sentinel_url(settings.redis_url)
+    pool: BlockingConnectionPool
+    if sentinel is None:
+        pool = BlockingConnectionPool.from_url(settings.redis_url, **pool_options)
+    else:
+        manager = Sentinel(sentinel.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        pool = _BlockingSentinelPool(
+            sentinel.service_name,
+            manager,
+            db=sentinel.db,
+            username=sentinel.username,
+            password=sentinel.password,
+            **pool_options,
+        )
     return ArqRedis(pool_or_conn=pool, default_queue_name=Keys(settings.key_prefix).queue())
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool, waiting for a free connection like ours instead of failing at the limit."""
+
+    def __init__(self, service_name: str, manager: Sentinel, **options: Any) -> None:
+        super().__init__(service_name, manager, **options)  # type: ignore[no-untyped-call]
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections; closing it for good closes those to the sentinels too."""
+        await super().disconnect(inuse_connections)
+        if inuse_connections:  # only a master switch drops idle connections alone
+            for client in self.sentinel_manager.sentinels:
+                await client.connection_pool.disconnect()
 
 
 class Queue:

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from service.sentinel_url import parse_sentinel_url
+
 # Credentials the built-in simulator accepts when none are configured (documented in the README).
 DEV_MONITE_CLIENT_ID: Final = "6f0e3a4c-5d1b-4c8e-9a7f-0d2b1e3c4a5f"
 DEV_MONITE_CLIENT_SECRET: Final = "simulator-secret"  # noqa: S105 - public dev default, not a secret
@@ -138,10 +140,14 @@ def without_credentials(url: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
+    if parse_sentinel_url(raw) is not None:  # raises if malformed
+        return raw
     parts = urlsplit(raw)
     shown = without_credentials(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected redis://host:port/db, rediss:// or unix://, got {shown!r}")
+        raise ValueError(
+            f"expected redis://host:port/db, rediss://, unix:// or redis+sentinel://, got {shown!r}"
+        )
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"no host in {shown!r}")
     path = parts.path.lstrip("/")

@@ -51,15 +51,16 @@ def settings(key_prefix: str) -> Settings:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Factory: ``private_redis(appendonly=True)`` starts a ``redis-server`` of this test alone.
+    """Factory: ``private_redis(appendonly=True, …)`` starts a ``redis-server`` of this test alone
+    (options as ``RedisServer`` takes them: ``extra_args``, ``config``).
 
     The returned ``RedisServer`` has ``url``, ``port``, ``stop()`` (graceful), ``kill()`` (crash)
     and ``start()`` (again, same port and data). Every server still running is stopped afterwards.
     """
     servers: list[RedisServer] = []
 
-    def start(*, appendonly: bool = True) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(servers)}", appendonly=appendonly)
+    def start(**options: Any) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", **options)
         servers.append(server)
         server.start()
         return server
@@ -316,7 +317,7 @@ async def simulator(simulator_server: BackgroundSimulator) -> AsyncIterator[Simu
 
 from arq.worker import Worker  # noqa: E402
 
-from workers.runner import close_worker  # noqa: E402
+from workers.runner import close_worker, serve  # noqa: E402
 from workers.settings import build_worker  # noqa: E402
 
 
@@ -376,6 +377,22 @@ async def run_burst(e2e_settings: Settings, redis: Redis) -> Callable[[], Awaita
             await close_worker(worker)
 
     return run
+
+
+@pytest.fixture
+async def serving() -> AsyncIterator[Callable[..., asyncio.Task[None]]]:
+    """Factory: ``serving(settings, **options)`` runs ``workers.runner.serve`` (restarts after a
+    Redis outage, drain when its ``stop`` is set) until the test ends; returns its task."""
+    started: list[asyncio.Task[None]] = []
+
+    def start(settings: Settings, **options: Any) -> asyncio.Task[None]:
+        started.append(asyncio.create_task(serve(settings, **options)))
+        return started[-1]
+
+    yield start
+    for task in started:
+        task.cancel()
+    await asyncio.gather(*started, return_exceptions=True)
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from service.settings import ENV_VARS, Settings
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
-from workers.runner import serve
 
 Client = AsyncTestClient[Any]
 RESTART_MESSAGE = "redis unreachable; restarting the worker"
@@ -48,21 +47,6 @@ def outage_settings(e2e_settings: Settings, own_redis: RedisServer) -> Settings:
 async def outage_api(outage_settings: Settings) -> AsyncIterator[Client]:
     async with AsyncTestClient(app=create_app(outage_settings)) as client:
         yield client
-
-
-@pytest.fixture
-async def serving(outage_settings: Settings) -> AsyncIterator[Callable[[], asyncio.Task[None]]]:
-    """``serving()`` starts a worker run by ``serve`` (restarts included) until the test ends."""
-    started: list[asyncio.Task[None]] = []
-
-    def start() -> asyncio.Task[None]:
-        started.append(asyncio.create_task(serve(outage_settings)))
-        return started[-1]
-
-    yield start
-    for task in started:
-        task.cancel()
-    await asyncio.gather(*started, return_exceptions=True)
 
 
 @pytest.fixture
@@ -120,13 +104,14 @@ async def test_the_api_serves_again_as_soon_as_redis_is_back(
 
 async def test_a_worker_rides_out_a_redis_restart_and_delivers_the_watch_it_was_polling(
     outage_api: Client,
-    serving: Callable[[], asyncio.Task[None]],
+    outage_settings: Settings,
+    serving: Callable[..., asyncio.Task[None]],
     own_redis: RedisServer,
     simulator: SimulatorControl,
     receiver: Receiver,
     worker_restarted: Callable[[], Awaitable[None]],
 ) -> None:
-    worker = serving()
+    worker = serving(outage_settings)
     task = await simulator.create_task(entity_id=ENTITY, duration_s=2.0)
     watch = await register(outage_api, task.id, receiver.url)
     own_redis.stop()
@@ -141,7 +126,8 @@ async def test_a_worker_rides_out_a_redis_restart_and_delivers_the_watch_it_was_
 
 async def test_a_worker_started_before_redis_waits_for_it_and_then_works(
     outage_api: Client,
-    serving: Callable[[], asyncio.Task[None]],
+    outage_settings: Settings,
+    serving: Callable[..., asyncio.Task[None]],
     own_redis: RedisServer,
     simulator: SimulatorControl,
     receiver: Receiver,
@@ -151,7 +137,7 @@ async def test_a_worker_started_before_redis_waits_for_it_and_then_works(
     watch = await register(outage_api, task.id, receiver.url)
     own_redis.stop()
     restarts = _restarts()
-    serving()
+    serving(outage_settings)
     await worker_restarted()
     own_redis.start()
     assert (await settled(outage_api, watch["id"], within_s=30))["state"] == "delivered"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from service.settings import Settings
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, Reply, auth
 from tests.test_end_to_end import ENTITY, register, settled
-from workers.runner import serve, serve_until_signalled
+from workers.runner import serve_until_signalled
 
 Client = AsyncTestClient[Any]
 
@@ -24,9 +24,9 @@ Client = AsyncTestClient[Any]
 class Served:
     """One worker run by ``serve``, and the event that tells it to stop."""
 
-    def __init__(self, settings: Settings, drain_s: float) -> None:
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(serve(settings, stop=self.stop, drain_s=drain_s))
+    def __init__(self, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+        self.stop = stop
+        self.task = task
 
     async def stopped(self, within_s: float) -> None:
         """Tell the worker to stop; return once ``serve`` has returned."""
@@ -36,28 +36,26 @@ class Served:
 
 
 @pytest.fixture
-async def serving(e2e_settings: Settings) -> AsyncIterator[Callable[..., Served]]:
-    """``serving(drain_s=…)`` starts a worker run by ``serve`` until the test ends."""
-    started: list[Served] = []
+def stoppable(
+    e2e_settings: Settings, serving: Callable[..., asyncio.Task[None]]
+) -> Callable[..., Served]:
+    """``stoppable(drain_s=…)`` starts a worker run by ``serve`` that the test may stop."""
 
     def start(drain_s: float = 10.0) -> Served:
-        started.append(Served(e2e_settings, drain_s))
-        return started[-1]
+        stop = asyncio.Event()
+        return Served(stop, serving(e2e_settings, stop=stop, drain_s=drain_s))
 
-    yield start
-    for served in started:
-        served.task.cancel()
-    await asyncio.gather(*(served.task for served in started), return_exceptions=True)
+    return start
 
 
 async def test_a_stopped_worker_finishes_the_delivery_it_is_making(
     e2e_api: Client,
-    serving: Callable[..., Served],
+    stoppable: Callable[..., Served],
     simulator: SimulatorControl,
     receiver: Receiver,
 ) -> None:
     receiver.default = Reply(delay_s=1.0)
-    served = serving()
+    served = stoppable()
     task = await simulator.create_task(entity_id=ENTITY)
     watch = await register(e2e_api, task.id, receiver.url)
     await receiver.wait_for(1)  # the attempt is in flight: its reply comes in a second
@@ -70,13 +68,13 @@ async def test_a_stopped_worker_finishes_the_delivery_it_is_making(
 
 async def test_a_stopping_worker_takes_no_new_job_and_another_worker_does(
     e2e_api: Client,
-    serving: Callable[..., Served],
+    stoppable: Callable[..., Served],
     start_worker: Callable[..., Awaitable[Worker]],
     simulator: SimulatorControl,
     receiver: Receiver,
 ) -> None:
     receiver.script([Reply(delay_s=1.5)])
-    served = serving()
+    served = stoppable()
     first = await register(
         e2e_api, (await simulator.create_task(entity_id=ENTITY)).id, receiver.url
     )
@@ -94,12 +92,12 @@ async def test_a_stopping_worker_takes_no_new_job_and_another_worker_does(
 
 async def test_a_job_still_running_when_the_drain_time_is_up_is_cancelled(
     e2e_api: Client,
-    serving: Callable[..., Served],
+    stoppable: Callable[..., Served],
     simulator: SimulatorControl,
     receiver: Receiver,
 ) -> None:
     receiver.default = Reply(delay_s=5.0)
-    served = serving(drain_s=0.3)
+    served = stoppable(drain_s=0.3)
     task = await simulator.create_task(entity_id=ENTITY)
     watch = await register(e2e_api, task.id, receiver.url)
     await receiver.wait_for(1)

@@ -1,0 +1,167 @@
+"""``REDIS_URL=redis+sentinel://…``: the service finds its Redis primary through Sentinel, also
+after a failover. A private primary, replica and sentinel run for each test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from service.api.app import create_app
+from service.devstack import RedisServer, redis_reachable
+from service.sentinel_url import SentinelUrl, parse_sentinel_url
+from service.settings import Settings
+from service.simulator import SimulatorControl
+from tests.conftest import Receiver, auth
+from tests.test_end_to_end import ENTITY, register, settled
+
+Client = AsyncTestClient[Any]
+SERVICE = "relay-primary"
+
+
+class SentinelStack(msgspec.Struct):
+    primary: RedisServer
+    replica: RedisServer
+    sentinel: RedisServer
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{SERVICE}/0"
+
+    async def primary_port(self) -> int:
+        """The port of the primary the sentinel names now."""
+        async with Redis(port=self.sentinel.port) as sentinel:
+            _, port = await sentinel.sentinel_get_master_addr_by_name(SERVICE)
+        return int(port)
+
+
+@pytest.fixture
+def stack(private_redis: Callable[..., RedisServer]) -> SentinelStack:
+    primary = private_redis(extra_args=["--repl-diskless-sync-delay", "0"])  # sync at once
+    replica = private_redis(extra_args=["--replicaof", "127.0.0.1", str(primary.port)])
+    sentinel = private_redis(
+        appendonly=False,
+        extra_args=["--sentinel"],
+        config=(
+            f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 1\n"
+            f"sentinel down-after-milliseconds {SERVICE} 300\n"
+            f"sentinel failover-timeout {SERVICE} 2000\n"
+        ),
+    )
+    _wait_until_in_sync(replica)
+    return SentinelStack(primary, replica, sentinel)
+
+
+def _wait_until_in_sync(replica: RedisServer, within_s: float = 10.0) -> None:
+    client = redis.Redis(port=replica.port)
+    deadline = time.monotonic() + within_s
+    try:
+        while client.info("replication")["master_link_status"] != "up":
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def sentinel_settings(e2e_settings: Settings, stack: SentinelStack) -> Settings:
+    return msgspec.structs.replace(e2e_settings, redis_url=stack.url, redis_timeout_s=0.5)
+
+
+@pytest.fixture
+async def sentinel_api(sentinel_settings: Settings) -> AsyncIterator[Client]:
+    async with AsyncTestClient(app=create_app(sentinel_settings)) as client:
+        yield client
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_the_database_and_the_password() -> None:
+    assert parse_sentinel_url("redis+sentinel://:pw%40x@s1,10.0.0.2:26380,[::1]:1/main/3") == (
+        SentinelUrl(
+            sentinels=(("s1", 26379), ("10.0.0.2", 26380), ("::1", 1)),
+            service_name="main",
+            db=3,
+            password="pw@x",
+        )
+    )
+    assert parse_sentinel_url("redis://cache:6379/0") is None
+
+
+def test_the_password_of_a_sentinel_url_is_not_in_its_repr() -> None:
+    parsed = parse_sentinel_url("redis+sentinel://:s3cret-pw@s1/main")
+    assert "s3cret-pw" not in repr(parsed)
+
+
+def test_dev_sees_the_primary_through_sentinel(stack: SentinelStack) -> None:
+    assert redis_reachable(stack.url)
+    assert not redis_reachable(stack.url.replace(SERVICE, "unknown-service"))
+
+
+async def test_api_and_worker_keep_their_state_on_the_primary_sentinel_names(
+    sentinel_api: Client,
+    sentinel_settings: Settings,
+    serving: Callable[..., asyncio.Task[None]],
+    stack: SentinelStack,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    serving(sentinel_settings)
+    task = await simulator.create_task(entity_id=ENTITY)
+    watch = await register(sentinel_api, task.id, receiver.url)
+    assert (await settled(sentinel_api, watch["id"]))["state"] == "delivered"
+    async with Redis(port=stack.primary.port) as primary:
+        assert await primary.keys(f"{sentinel_settings.key_prefix}*")
+
+
+async def test_after_a_failover_the_service_goes_on_with_the_promoted_replica(
+    sentinel_api: Client,
+    sentinel_settings: Settings,
+    serving: Callable[..., asyncio.Task[None]],
+    stack: SentinelStack,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    worker = serving(sentinel_settings)
+    before = await register(
+        sentinel_api, (await simulator.create_task(entity_id=ENTITY)).id, receiver.url
+    )
+    assert (await settled(sentinel_api, before["id"]))["state"] == "delivered"
+    async with Redis(port=stack.primary.port) as primary:
+        assert await primary.wait(1, 2000) == 1  # the replica has every write so far
+    stack.primary.kill()
+    await _promoted(stack)
+
+    task = await simulator.create_task(entity_id=ENTITY)
+    payload = {"task_id": task.id, "callback_url": receiver.url, "entity_id": ENTITY}
+    after = await _registered_honouring_retry_after(sentinel_api, payload)
+    assert (await settled(sentinel_api, after["id"], within_s=30))["state"] == "delivered"
+    kept = await sentinel_api.get(f"/v1/watches/{before['id']}", headers=auth())
+    assert kept.json()["state"] == "delivered"
+    assert not worker.done()
+
+
+async def _promoted(stack: SentinelStack, within_s: float = 15.0) -> None:
+    deadline = time.monotonic() + within_s
+    while await stack.primary_port() != stack.replica.port:
+        assert time.monotonic() < deadline, "sentinel never promoted the replica"
+        await asyncio.sleep(0.1)
+
+
+async def _registered_honouring_retry_after(
+    api: Client, payload: dict[str, str], within_s: float = 15.0
+) -> dict[str, Any]:
+    """Register as a client would: send again after a 503 (shortened ``Retry-After``)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        answer = await api.post("/v1/watches", json=payload, headers=auth())
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            assert answer.status_code == 201, answer.text
+            watch: dict[str, Any] = answer.json()
+            return watch
+        await asyncio.sleep(0.2)
