@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
@@ -145,29 +146,66 @@ async def test_a_worker_started_before_redis_waits_for_it_and_then_works(
 
 
 def test_a_stop_signal_ends_a_worker_process_that_waits_for_redis() -> None:
-    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-    env = {**base, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_TIMEOUT_S": "0.5"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:  # blocks until the worker says it waits for Redis
-            lines.append(line)
-            if RESTART_MESSAGE in line:
-                break
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-    finally:
-        process.kill()
-    assert process.returncode == 0, "".join(lines) + output
+    with WorkerProcess(f"redis://127.0.0.1:{free_port()}/0") as worker:
+        worker.read_until(RESTART_MESSAGE)
+        worker.process.send_signal(signal.SIGTERM)
+        output = worker.finish()
+    assert worker.process.returncode == 0, output
     assert "worker stopped" in output
-    assert "Traceback" not in "".join(lines) + output
+    assert "Traceback" not in output
+
+
+def test_a_worker_process_serving_metrics_lives_through_a_redis_restart(
+    own_redis: RedisServer,
+) -> None:
+    port = free_port()
+    with WorkerProcess(own_redis.url, WORKER_METRICS_PORT=str(port)) as worker:
+        worker.read_until("worker ready")
+        own_redis.stop()
+        worker.read_until(RESTART_MESSAGE)
+        own_redis.start()
+        worker.read_until("worker ready")  # the metrics port is not bound a second time
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        worker.process.send_signal(signal.SIGTERM)
+        output = worker.finish()
+    assert "ocr_relay_worker_restarts_total 1.0" in scraped
+    assert worker.process.returncode == 0, output
+
+
+class WorkerProcess:
+    """``ocr-relay worker`` as a child process with its output read line by line."""
+
+    def __init__(self, redis_url: str, **env: str) -> None:
+        base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"],
+            env={**base, "REDIS_URL": redis_url, "REDIS_TIMEOUT_S": "0.5", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+
+    def read_until(self, text: str) -> None:
+        """Read output until a line holds ``text``; fail if the process ends first."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"the worker ended before saying {text!r}: {''.join(self.output)}")
+
+    def finish(self, within_s: float = 15.0) -> str:
+        """Wait for the process to end; all it printed."""
+        rest, _ = self.process.communicate(timeout=within_s)
+        return "".join(self.output) + rest
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 def _restarts() -> float:

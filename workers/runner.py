@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import uvloop
 from arq.worker import Worker
+from prometheus_client import start_http_server
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -149,6 +150,10 @@ async def serve_until_signalled(settings: Settings, *, burst: bool = False) -> N
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
     """Run a worker process until SIGINT/SIGTERM (or, with ``burst``, until the queue is empty)."""
     logs.configure(settings.log_level)
+    if settings.worker_metrics_port:
+        # Once per process, not per worker: a worker started again after a Redis outage would
+        # find the port taken. Its jobs all count on this process's registry.
+        start_http_server(settings.worker_metrics_port, registry=metrics.REGISTRY)
     # A worker's CPU goes mostly to sockets (Redis, Monite, callbacks): uvloop's are cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(serve_until_signalled(settings, burst=burst))

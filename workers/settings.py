@@ -9,13 +9,12 @@ timeout: short jobs mean quick crash recovery. ``workers.runner`` runs them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from arq import cron
 from arq.worker import Function, Worker, func
-from prometheus_client import start_http_server
 
-from service import metrics
 from service.dispatch import Dispatcher
 from service.egress import build_callback_client
 from service.keys import Keys
@@ -32,14 +31,12 @@ POLL_ROUND_TIMEOUT_S: Final = ROUND_BUDGET_S + 40.0
 DELIVER_MAX_TRIES: Final = 20
 RECONCILE_EVERY_S: Final = 5
 
+log = logging.getLogger("ocr_relay.worker")
+
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Build the per-process clients and services the jobs use."""
+    """Build the clients and services the jobs of one worker use."""
     settings: Settings = ctx["settings"]
-    if settings.worker_metrics_port and not ctx.get("metrics_served"):
-        # Several jobs share this process's registry; Prometheus scrapes each worker here.
-        start_http_server(settings.worker_metrics_port, registry=metrics.REGISTRY)
-        ctx["metrics_served"] = True
     keys = Keys(settings.key_prefix)
     redis = ctx["redis"]
     store = Store(redis, keys, settings.watch_retention_s)
@@ -55,6 +52,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         poller=Poller(settings, store, queue, monite),
         dispatcher=Dispatcher(settings, store, queue, callbacks),
     )
+    log.info("worker ready")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
