@@ -7,6 +7,7 @@ pause and start again; never the shared one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,8 @@ import httpx
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
 from service import metrics
 from service.api.app import create_app
@@ -89,6 +92,34 @@ async def test_a_hung_redis_gets_503_after_the_redis_timeout_instead_of_a_hung_r
     finally:
         own_redis.resume()
     assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("options", "detail"),
+    [
+        # A replica whose primary is gone: what a client sees mid-failover behind a fixed address.
+        ({"extra_args": ["--replicaof", "127.0.0.1", "1"]}, "storage is read-only"),
+        ({"extra_args": ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]}, "full"),
+    ],
+    ids=["read-only replica", "full"],
+)
+async def test_a_redis_that_refuses_writes_gets_503_naming_why(
+    private_redis: Callable[..., RedisServer],
+    e2e_settings: Settings,
+    options: dict[str, Any],
+    detail: str,
+) -> None:
+    server = private_redis(appendonly=False, **options)
+    async with Redis.from_url(server.url) as client:
+        with contextlib.suppress(ReadOnlyError, OutOfMemoryError):  # the refusals to provoke
+            for n in range(100):  # 10 MB at most: more than the 2 MB one holds
+                await client.set(f"ballast-{n}", b"x" * 100_000)
+    settings = msgspec.structs.replace(e2e_settings, redis_url=server.url)
+    async with AsyncTestClient(app=create_app(settings)) as api:
+        answer = await api.post("/v1/watches", json=watch_payload(), headers=auth())
+    assert answer.status_code == 503
+    assert detail in answer.json()["detail"]
     assert answer.headers["retry-after"] == "5"
 
 

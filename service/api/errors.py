@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("ocr_relay.api")
@@ -123,21 +124,33 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def handle_storage_unavailable(
-    request: Request[Any, Any, Any], exc: RedisConnectionError | RedisTimeoutError
+    request: Request[Any, Any, Any], exc: RedisError
 ) -> Response[Problem]:
-    """503 + ``Retry-After`` while Redis is out of reach: an outage, not a bug of the request.
+    """503 + ``Retry-After`` while Redis cannot serve: an outage, not a bug of the request.
 
-    Registration and cancellation are idempotent, so the client may simply send it again.
+    Out of reach, a read-only replica (a failover under way) or full (``maxmemory``): a refused
+    command changes nothing, registration and cancellation are idempotent, and reconcile
+    schedules polls a registration could not enqueue, so the client may simply send again.
     """
-    log.warning(
-        "redis unreachable",
+    what = _STORAGE_TROUBLE.get(type(exc), "unreachable")
+    # A full Redis needs an operator; the others pass by themselves.
+    level = logging.ERROR if what == "full" else logging.WARNING
+    log.log(
+        level,
+        f"redis {what}",
         extra={"path": request.url.path, "method": request.method, "error": type(exc).__name__},
     )
     response = problem(
-        HTTP_503_SERVICE_UNAVAILABLE, "Unavailable", "storage is unreachable; retry shortly"
+        HTTP_503_SERVICE_UNAVAILABLE, "Unavailable", f"storage is {what}; retry shortly"
     )
     response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_S)
     return response
+
+
+_STORAGE_TROUBLE: Final[dict[type[RedisError], str]] = {
+    ReadOnlyError: "read-only (a failover is under way)",
+    OutOfMemoryError: "full",
+}
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -191,6 +204,8 @@ EXCEPTION_HANDLERS: Final = {
     HTTPException: handle_http,
     RedisConnectionError: handle_storage_unavailable,
     RedisTimeoutError: handle_storage_unavailable,
+    ReadOnlyError: handle_storage_unavailable,
+    OutOfMemoryError: handle_storage_unavailable,
     Exception: handle_unexpected,
 }
 
