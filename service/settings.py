@@ -87,6 +87,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if f not in _SECRET_FIELDS and f != "api_keys"
         }
         shown["api_keys"] = tuple(c.name for c in self.api_keys)
+        shown["redis_url"] = without_credentials(self.redis_url)  # may hold Redis's password
         for f in _SECRET_FIELDS:
             shown[f] = "<set>" if getattr(self, f) else None
         body = ", ".join(f"{k}={v!r}" for k, v in shown.items())

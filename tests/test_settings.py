@@ -205,10 +205,12 @@ def test_repr_and_str_hide_every_secret() -> None:
         "MONITE_WEBHOOK_SECRET": "s3cret-webhook-value",
         "API_KEYS": f"billing:sha256:{DIGEST_A}",
         "SECRETS_KEY": SEAL_B64_A,
+        "REDIS_URL": "redis://ops:s3cret-redis-value@cache:6379/0",
     }
     settings = Settings.from_env(secrets)
+    hiddens = ("s3cret-client-value", "s3cret-token-value", "s3cret-webhook-value")
     for text in (repr(settings), str(settings), repr(settings.api_keys)):
-        for hidden in ("s3cret-client-value", "s3cret-token-value", "s3cret-webhook-value"):
+        for hidden in (*hiddens, "s3cret-redis-value"):
             assert hidden not in text
         assert DIGEST_A not in text
         assert repr(bytes.fromhex(DIGEST_A)) not in text
@@ -217,6 +219,7 @@ def test_repr_and_str_hide_every_secret() -> None:
     assert "billing" in repr(settings)
     assert "monite_client_secret='<set>'" in repr(settings)
     assert "secrets_key='<set>'" in repr(settings)
+    assert "redis_url='redis://***@cache:6379/0'" in repr(settings)
 
 
 def test_a_bad_secrets_key_error_does_not_echo_the_value() -> None:
