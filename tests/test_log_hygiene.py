@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
+from service.devstack import RedisServer
 from service.domain.signing import generate_secret
 from service.keys import Keys
 from service.logs import JsonFormatter
@@ -33,6 +34,7 @@ WRONG_API_KEY = "ocr_wrong-key-presented-by-a-stranger"
 WRONG_MONITE_SECRET = "wrong-monite-client-secret-value"
 MONITE_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"monite-push-secret-32-bytes-long").decode()
 PUSH = "/v1/monite/webhooks"
+REDIS_PASSWORD = "s3cret-redis-password"
 Client = AsyncTestClient[Any]
 
 
@@ -208,3 +210,30 @@ async def test_a_full_run_logs_no_secret_or_token(
         if value in line
     ]
     assert leaks == []
+
+
+async def test_a_redis_outage_logs_no_redis_password(
+    captured: Captured,
+    hygiene_settings: Settings,
+    private_redis: Callable[..., RedisServer],
+    serving: Callable[..., asyncio.Task[None]],
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    server = private_redis(extra_args=["--requirepass", REDIS_PASSWORD])
+    url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0"
+    settings = msgspec.structs.replace(hygiene_settings, redis_url=url, redis_timeout_s=0.5)
+    async with AsyncTestClient(app=create_app(settings)) as api:
+        serving(settings)
+        await deliver_one(api, simulator, receiver)
+        server.stop()
+        assert (await api.get("/v1/watches", headers=auth())).status_code == 503
+        for _ in range(300):  # until the worker has noticed, 15 s at most
+            if any("restarting the worker" in line for line in captured.lines):
+                break
+            await asyncio.sleep(0.05)
+        server.start()
+        await deliver_one(api, simulator, receiver)
+    text = "\n".join(captured.lines)
+    assert "redis unreachable" in text  # the capture saw the outage
+    assert REDIS_PASSWORD not in text
