@@ -60,7 +60,8 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
     if sentinel is None:
         client = redis.Redis.from_url(url, **timeouts)
     else:
-        manager = Sentinel(sentinel.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        asked = {**timeouts, "password": sentinel.sentinel_password}
+        manager = Sentinel(sentinel.sentinels, sentinel_kwargs=asked)  # type: ignore[no-untyped-call]
         client = manager.master_for(  # type: ignore[no-untyped-call]
             sentinel.service_name,
             db=sentinel.db,

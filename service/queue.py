@@ -48,7 +48,8 @@ def connect(settings: Settings) -> ArqRedis:
     if sentinel is None:
         pool = BlockingConnectionPool.from_url(settings.redis_url, **pool_options)
     else:
-        manager = Sentinel(sentinel.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        asked = {**timeouts, "password": sentinel.sentinel_password}
+        manager = Sentinel(sentinel.sentinels, sentinel_kwargs=asked)  # type: ignore[no-untyped-call]
         pool = _BlockingSentinelPool(
             sentinel.service_name,
             manager,

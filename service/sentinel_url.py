@@ -1,15 +1,16 @@
 """``redis+sentinel://`` URLs: a Redis primary found through Redis Sentinel, which fails over.
 
-``redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service_name[/db]``: the hosts
-are sentinels (port 26379 by default), ``service_name`` the name they monitor the primary under,
-and the credentials those of the primary (sentinels are asked without). redis-py reads no such
-URL, so this module parses it for the settings (validation) and for ``queue.connect``.
+``redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service_name[/db]
+[?sentinel_password=…]``: the hosts are sentinels (port 26379 by default), ``service_name`` the
+name they monitor the primary under, the credentials those of the primary, and
+``sentinel_password`` the sentinels' own (``requirepass`` in their configuration), if any. redis-py
+reads no such URL, so this module parses it for the settings (validation) and ``queue.connect``.
 """
 
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import msgspec
 
@@ -25,11 +26,13 @@ class SentinelUrl(msgspec.Struct, frozen=True, kw_only=True):
     db: int = 0
     username: str | None = None
     password: str | None = None
+    sentinel_password: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"SentinelUrl(sentinels={self.sentinels!r}, service_name={self.service_name!r}, "
-            f"db={self.db}, password={'<redacted>' if self.password else None})"
+            f"db={self.db}, password={'<redacted>' if self.password else None}, "
+            f"sentinel_password={'<redacted>' if self.sentinel_password else None})"
         )
 
 
@@ -41,6 +44,14 @@ def parse_sentinel_url(url: str) -> SentinelUrl | None:
     scheme, separator, rest = url.partition("://")
     if scheme != SCHEME or not separator:
         return None
+    rest, _, query = rest.partition("?")
+    try:
+        options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError("options must read ?name=value&…") from None  # not echoing a password
+    unknown = sorted(set(options) - {"sentinel_password"})
+    if unknown:
+        raise ValueError(f"unknown options {unknown}: only sentinel_password is understood")
     location, _, path = rest.partition("/")
     userinfo, at, hosts = location.rpartition("@")
     username, colon, password = userinfo.partition(":")
@@ -56,6 +67,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl | None:
         db=int(db or 0),
         username=unquote(username) or None if at else None,
         password=unquote(password) or None if at and colon else None,
+        sentinel_password=options.get("sentinel_password", [""])[-1] or None,
     )
 
 

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -133,11 +134,15 @@ _SECRET_FIELDS: Final = (
 
 
 def without_credentials(url: str) -> str:
-    """``url`` with ``user:password@`` masked, for messages (a Redis URL may hold a password)."""
+    """``url`` with ``user:password@`` and ``…password=`` values masked, for messages (a Redis URL
+    may hold passwords)."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return urlunsplit(parts._replace(query=_PASSWORD_OPTION.sub(r"\1***", parts.query)))
+
+
+_PASSWORD_OPTION: Final = re.compile(r"([^&=]*password=)[^&]*")
 
 
 def _redis_url(raw: str) -> str:

@@ -24,6 +24,8 @@ from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]
 SERVICE = "relay-primary"
+SENTINEL_PASSWORD = "sentinel-s3cret"
+WATCH = {"task_id": "4f1d2c3b-0000-4000-8000-000000000001", "callback_url": "http://127.0.0.1:9/"}
 
 
 class SentinelStack(msgspec.Struct):
@@ -93,9 +95,37 @@ def test_a_sentinel_url_names_the_sentinels_the_service_the_database_and_the_pas
     assert parse_sentinel_url("redis://cache:6379/0") is None
 
 
-def test_the_password_of_a_sentinel_url_is_not_in_its_repr() -> None:
-    parsed = parse_sentinel_url("redis+sentinel://:s3cret-pw@s1/main")
-    assert "s3cret-pw" not in repr(parsed)
+def test_a_sentinel_url_may_carry_the_sentinels_own_password() -> None:
+    parsed = parse_sentinel_url("redis+sentinel://s1/main?sentinel_password=s%26p")
+    assert parsed is not None
+    assert (parsed.password, parsed.sentinel_password) == (None, "s&p")
+
+
+def test_the_passwords_of_a_sentinel_url_are_not_in_its_repr() -> None:
+    parsed = parse_sentinel_url("redis+sentinel://:s3cret-pw@s1/main?sentinel_password=s3cret-sp")
+    assert "s3cret" not in repr(parsed)
+
+
+async def test_sentinels_that_require_a_password_are_asked_with_it(
+    private_redis: Callable[..., RedisServer], e2e_settings: Settings, stack: SentinelStack
+) -> None:
+    guarded = private_redis(
+        appendonly=False,
+        extra_args=["--sentinel"],
+        config=(
+            f"sentinel monitor {SERVICE} 127.0.0.1 {stack.primary.port} 1\n"
+            f"requirepass {SENTINEL_PASSWORD}\n"
+        ),
+    )
+    url = f"redis+sentinel://127.0.0.1:{guarded.port}/{SERVICE}/0"
+    assert not redis_reachable(url)
+    assert redis_reachable(f"{url}?sentinel_password={SENTINEL_PASSWORD}")
+    settings = msgspec.structs.replace(
+        e2e_settings, redis_url=f"{url}?sentinel_password={SENTINEL_PASSWORD}"
+    )
+    async with AsyncTestClient(app=create_app(settings)) as api:
+        answer = await api.post("/v1/watches", json=WATCH, headers=auth())
+    assert answer.status_code == 201, answer.text
 
 
 def test_dev_sees_the_primary_through_sentinel(stack: SentinelStack) -> None:

@@ -63,6 +63,7 @@ BAD: list[tuple[str, str]] = [
     ("REDIS_URL", "redis+sentinel://s1:26379"),
     ("REDIS_URL", "redis+sentinel://s1:http/main"),
     ("REDIS_URL", "redis+sentinel://s1/main/zero"),
+    ("REDIS_URL", "redis+sentinel://s1/main?password=x"),
     ("REDIS_KEY_PREFIX", "has space:"),
     ("REDIS_KEY_PREFIX", "x" * 65),
     ("REDIS_TIMEOUT_S", "0"),
@@ -205,7 +206,7 @@ def test_repr_and_str_hide_every_secret() -> None:
         "MONITE_WEBHOOK_SECRET": "s3cret-webhook-value",
         "API_KEYS": f"billing:sha256:{DIGEST_A}",
         "SECRETS_KEY": SEAL_B64_A,
-        "REDIS_URL": "redis://ops:s3cret-redis-value@cache:6379/0",
+        "REDIS_URL": "redis://ops:s3cret-redis-value@cache:6379/0?password=s3cret-redis-value",
     }
     settings = Settings.from_env(secrets)
     hiddens = ("s3cret-client-value", "s3cret-token-value", "s3cret-webhook-value")
@@ -219,7 +220,7 @@ def test_repr_and_str_hide_every_secret() -> None:
     assert "billing" in repr(settings)
     assert "monite_client_secret='<set>'" in repr(settings)
     assert "secrets_key='<set>'" in repr(settings)
-    assert "redis_url='redis://***@cache:6379/0'" in repr(settings)
+    assert "redis_url='redis://***@cache:6379/0?password=***'" in repr(settings)
 
 
 def test_a_bad_secrets_key_error_does_not_echo_the_value() -> None:
