@@ -7,6 +7,7 @@ arq's own keys (``arq:job:<id>`` …) carry the prefix through the job ids built
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 
@@ -27,13 +28,13 @@ class Keys:
         """List of state transitions of one watch (msgpack items)."""
         return f"{self.prefix}watch:{watch_id}:transitions"
 
-    def watch_dedupe(self, client: str, task_id: str, callback_url_hash: str) -> str:
+    def watch_dedupe(self, client: str, task_id: str, callback_url: str) -> str:
         """String: watch id registered by ``client`` for this task and callback."""
-        return f"{self.prefix}dedupe:{client}:{task_id}:{callback_url_hash}"
+        return f"{self.prefix}dedupe:{client}:{task_id}:{_digest(callback_url)}"
 
-    def idempotency(self, client: str, key_hash: str) -> str:
+    def idempotency(self, client: str, idempotency_key: str) -> str:
         """String: watch id created under an ``Idempotency-Key``."""
-        return f"{self.prefix}idem:{client}:{key_hash}"
+        return f"{self.prefix}idem:{client}:{_digest(idempotency_key)}"
 
     def client_watches(self, client: str) -> str:
         """Sorted set of a client's watch ids scored by creation time (ms), for listing."""
@@ -90,6 +91,11 @@ class Keys:
         """Marker of a Monite push event already accepted (replay protection)."""
         return f"{self.prefix}push:{event_id}"
 
+    def expiring(self) -> str:
+        """Sorted set of finished watches scored by when their records expire (ms): what is
+        left of them elsewhere (their listing entry) is swept once they are gone."""
+        return f"{self.prefix}expiring"
+
     def stats(self) -> str:
         """Hash of watch counts by state (``current:<state>``, ``entered:<state>``)."""
         return f"{self.prefix}stats"
@@ -115,3 +121,8 @@ class Keys:
     def pattern(self) -> str:
         """SCAN pattern matching every key of this prefix, arq's job keys included."""
         return f"*{self.prefix}*"
+
+
+def _digest(value: str) -> str:
+    # Caller-chosen texts (URLs, idempotency keys) become fixed-length key parts.
+    return hashlib.sha256(value.encode()).hexdigest()[:32]

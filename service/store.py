@@ -57,8 +57,12 @@ redis.call('HINCRBY', KEYS[9], 'entered:polling', 1)
 return {1, ARGV[1]}
 """
 
-# KEYS: watch, transitions, due set, groups, attempts, event, stats, early set.
+# KEYS: watch, transitions, due set, groups, attempts, event, stats, early set, registration
+# (dedupe) key, the task's watch set, the expiring set.
 # ARGV[9]: seconds the records of a finished watch are kept ('' = unchanged, '0' = keep forever);
+# they expire together, its registration too if it is still this watch's; the task's set lets go
+# of it (pushes only concern polling watches); its listing entry is swept once it has expired
+# (ARGV[18]: now in ms; ARGV[19]: its entry in the expiring set).
 # ARGV[10], ARGV[11]: old and new state when the state changes (for the state counts);
 # ARGV[12..14]: polls, poll errors, last Monite status when the update changed them ('' if not).
 # ARGV[16]: an event record stored with the change ('' = none); ARGV[17]: a delivery attempt
@@ -92,6 +96,15 @@ if ARGV[9] ~= '' then
       if ARGV[9] == '0' then redis.call('PERSIST', KEYS[i])
       else redis.call('EXPIRE', KEYS[i], ARGV[9]) end
     end
+  end
+  local registered = redis.call('GET', KEYS[9]) == ARGV[6]
+  if ARGV[9] == '0' then
+    if registered then redis.call('PERSIST', KEYS[9]) end
+    redis.call('ZREM', KEYS[11], ARGV[19])
+  else
+    if registered then redis.call('EXPIRE', KEYS[9], ARGV[9]) end
+    redis.call('SREM', KEYS[10], ARGV[6])
+    redis.call('ZADD', KEYS[11], tonumber(ARGV[18]) + tonumber(ARGV[9]) * 1000, ARGV[19])
   end
 end
 return 1
@@ -414,6 +427,9 @@ class Store:
                 self.keys.event(new.event_id or "-"),
                 self.keys.stats(),
                 self.keys.early(group),
+                self.keys.watch_dedupe(current.client, current.task_id, current.callback_url),
+                self.keys.task_watches(current.task_id),
+                self.keys.expiring(),
             ],
             args=[
                 str(current.version),
@@ -432,9 +448,45 @@ class Store:
                 new.state.value,
                 b"" if event is None else _encode(event),
                 b"" if attempt is None else _encode(attempt),
+                wall_ms(),
+                self._expiring_entry(current),
             ],
         )
         return bool(ok)
+
+    def _expiring_entry(self, watch: Watch) -> str:
+        # What the sweep needs once the watch has expired: its key, and its listing entry.
+        index = self.keys.client_watches(watch.client)
+        return f"{self.keys.watch(watch.id)}\n{index}\n{index_member(watch)}"
+
+    async def sweep_expired(self, *, now_ms: int, limit: int = 1000) -> int:
+        """Remove the listing entries of up to ``limit`` watches whose records have expired.
+
+        Listing prunes what it meets, but a client that never lists would keep every entry
+        forever. A watch redelivered meanwhile has no expiry and is left (its next finish adds it
+        again); one whose expiry moved is looked at again then. Returns how many were swept.
+        """
+        expiring = self.keys.expiring()
+        entries = await self.redis.zrangebyscore(expiring, "-inf", now_ms, start=0, num=limit)
+        if not entries:
+            return 0
+        parsed = [entry.decode().split("\n", 2) for entry in entries]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for watch_key, _, _ in parsed:
+                pipe.pttl(watch_key)
+            ttls = await pipe.execute()
+        swept = 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry, (_, index, member), ttl in zip(entries, parsed, ttls, strict=True):
+                if ttl == _KEY_MISSING:
+                    pipe.zrem(index, member)
+                    swept += 1
+                if ttl < 0:  # gone, or alive again without expiry
+                    pipe.zrem(expiring, entry)
+                else:
+                    pipe.zadd(expiring, {entry: now_ms + ttl})
+            await pipe.execute()
+        return swept
 
     async def state_counts(self) -> dict[str, int]:
         """``current:<state>`` (watches in it now) and ``entered:<state>`` (ever entered) counts."""
@@ -659,6 +711,10 @@ def _decode_cursor(cursor: str) -> str:
 
 class InvalidCursor(ValueError):
     """A pagination cursor that this service did not hand out."""
+
+
+# PTTL's answer for a key that does not exist.
+_KEY_MISSING: Final = -2
 
 
 def wall_ms() -> int:

@@ -6,7 +6,6 @@ through the store, and schedule jobs through the queue.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Final
 
@@ -80,7 +79,7 @@ class WatchService:
             group=group,
             dedupe_key=self._dedupe_key(reg.client, reg.task_id, reg.callback_url),
             idempotency_key=(
-                self.store.keys.idempotency(reg.client, _digest(reg.idempotency_key))
+                self.store.keys.idempotency(reg.client, reg.idempotency_key)
                 if reg.idempotency_key
                 else None
             ),
@@ -162,8 +161,4 @@ class WatchService:
         return None if updated is None else (updated, new_secret)
 
     def _dedupe_key(self, client: str, task_id: str, callback_url: str) -> str:
-        return self.store.keys.watch_dedupe(client, task_id, _digest(callback_url))
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+        return self.store.keys.watch_dedupe(client, task_id, callback_url)

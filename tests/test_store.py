@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from service.domain.watch import SigningSecret, Watch, WatchState
@@ -37,7 +38,7 @@ async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[W
     result = await store.create_watch(
         watch,
         group="-",
-        dedupe_key=store.keys.watch_dedupe(watch.client, watch.task_id, "cb"),
+        dedupe_key=store.keys.watch_dedupe(watch.client, watch.task_id, watch.callback_url),
         idempotency_key=None if idem is None else store.keys.idempotency(watch.client, idem),
         first_poll_at_ms=wall_ms(),
     )
@@ -265,6 +266,61 @@ async def test_a_finished_watch_expires_after_the_retention_period(store: Store)
     ttl = await store.redis.ttl(store.keys.watch(watch.id))
     assert 0 < ttl <= 60
     assert 0 < await store.redis.ttl(store.keys.watch_transitions(watch.id)) <= 60
+
+
+def become(state: WatchState) -> Callable[[Watch], Watch]:
+    def mutate(w: Watch) -> Watch:
+        w.state = state
+        return w
+
+    return mutate
+
+
+async def keys_of(store: Store, watch: Watch) -> list[str]:
+    """Every key of the store that still names the watch, its task or its registration."""
+    found = [k.decode() async for k in store.redis.scan_iter(match=store.keys.pattern())]
+    named = [k for k in found if watch.id in k or watch.task_id in k or ":dedupe:" in k]
+    listed = await store.redis.zrange(store.keys.client_watches(watch.client), 0, -1)
+    return named + [m.decode() for m in listed]
+
+
+async def gone(store: Store, watch: Watch) -> None:
+    """Wait until the watch's own records have expired (their TTL is whole seconds)."""
+    for _ in range(60):
+        if not await store.redis.exists(store.keys.watch(watch.id)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the watch did not expire")
+
+
+async def test_a_finished_watch_leaves_nothing_behind_once_its_retention_is_over(
+    store: Store,
+) -> None:
+    store.retention_s = 1
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, become(WatchState.FAILED))
+    assert await keys_of(store, watch) != []  # kept during its retention
+    await gone(store, watch)
+    assert await store.sweep_expired(now_ms=wall_ms()) == 1
+    assert await keys_of(store, watch) == []
+
+
+async def test_a_watch_redelivered_during_its_retention_keeps_everything(store: Store) -> None:
+    store.retention_s = 1
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, become(WatchState.DELIVERED))
+    await store.update(watch.id, become(WatchState.DELIVERING))
+    await asyncio.sleep(1.2)
+    assert await store.sweep_expired(now_ms=wall_ms()) == 0
+    assert [w.id for w in (await store.list_watches("a")).items] == [watch.id]
+    dedupe = store.keys.watch_dedupe(watch.client, watch.task_id, watch.callback_url)
+    assert await store.redis.ttl(dedupe) == -1  # registering it again still finds it
+
+
+async def test_a_finished_watch_no_longer_receives_pushes_for_its_task(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, become(WatchState.DELIVERED))
+    assert await store.redis.smembers(store.keys.task_watches(watch.task_id)) == set()
 
 
 async def test_an_active_watch_never_expires(store: Store) -> None:

@@ -39,9 +39,13 @@ async def deliver_batch(ctx: dict[str, Any], watch_ids: list[str]) -> int:
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
-    """Safety net: make sure every group with due watches and no round polling it has one coming."""
+    """Safety net: make sure every group with due watches and no round polling it has one coming.
+
+    Also sweeps what expired watches left behind (their listing entries).
+    """
     store: Store = ctx["store"]
     queue: Queue = ctx["queue"]
+    await store.sweep_expired(now_ms=wall_ms())
     scheduled = 0
     for group in await store.groups():
         earliest = await store.earliest_due_ms(group, unless_polled=True)
