@@ -33,7 +33,7 @@ from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]
-RESTART_MESSAGE = "redis unreachable; restarting the worker"
+RESTART_MESSAGE = "redis out of service; restarting the worker"
 
 
 @pytest.fixture
@@ -95,32 +95,50 @@ async def test_a_hung_redis_gets_503_after_the_redis_timeout_instead_of_a_hung_r
     assert answer.headers["retry-after"] == "5"
 
 
-@pytest.mark.parametrize(
-    ("options", "detail"),
-    [
-        # A replica whose primary is gone: what a client sees mid-failover behind a fixed address.
-        ({"extra_args": ["--replicaof", "127.0.0.1", "1"]}, "storage is read-only"),
-        ({"extra_args": ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]}, "full"),
-    ],
-    ids=["read-only replica", "full"],
-)
-async def test_a_redis_that_refuses_writes_gets_503_naming_why(
-    private_redis: Callable[..., RedisServer],
-    e2e_settings: Settings,
-    options: dict[str, Any],
-    detail: str,
-) -> None:
-    server = private_redis(appendonly=False, **options)
+# Redis servers that answer but refuse writes: how each one is started, and the 503's detail.
+REFUSALS = {
+    # A replica whose primary is gone: what a client sees mid-failover behind a fixed address.
+    "read-only replica": (["--replicaof", "127.0.0.1", "1"], "storage is read-only"),
+    "full": (["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"], "storage is full"),
+}
+
+
+@pytest.fixture(params=sorted(REFUSALS))
+async def refusing(
+    request: pytest.FixtureRequest, private_redis: Callable[..., RedisServer]
+) -> tuple[RedisServer, str]:
+    """A private Redis that refuses writes (read-only, or filled up), and the API's detail."""
+    args, detail = REFUSALS[request.param]
+    server = private_redis(appendonly=False, extra_args=args)
     async with Redis.from_url(server.url) as client:
         with contextlib.suppress(ReadOnlyError, OutOfMemoryError):  # the refusals to provoke
             for n in range(100):  # 10 MB at most: more than the 2 MB one holds
                 await client.set(f"ballast-{n}", b"x" * 100_000)
+    return server, detail
+
+
+async def test_a_redis_that_refuses_writes_gets_503_naming_why(
+    refusing: tuple[RedisServer, str], e2e_settings: Settings
+) -> None:
+    server, detail = refusing
     settings = msgspec.structs.replace(e2e_settings, redis_url=server.url)
     async with AsyncTestClient(app=create_app(settings)) as api:
         answer = await api.post("/v1/watches", json=watch_payload(), headers=auth())
     assert answer.status_code == 503
     assert detail in answer.json()["detail"]
     assert answer.headers["retry-after"] == "5"
+
+
+async def test_a_worker_on_a_redis_that_refuses_writes_waits_instead_of_dying(
+    refusing: tuple[RedisServer, str],
+    e2e_settings: Settings,
+    serving: Callable[..., asyncio.Task[None]],
+    worker_restarted: Callable[[], Awaitable[None]],
+) -> None:
+    server, _ = refusing
+    worker = serving(msgspec.structs.replace(e2e_settings, redis_url=server.url))
+    await worker_restarted()
+    assert not worker.done()
 
 
 async def test_the_api_serves_again_as_soon_as_redis_is_back(

@@ -1,8 +1,8 @@
 """Running workers: restarts when Redis drops out, a graceful drain on SIGTERM.
 
 arq has no reconnect: a Redis error in its main loop ends the worker. ``serve`` therefore runs
-workers back to back, starting a fresh one once Redis answers again, so a Redis restart or
-failover costs seconds instead of a dead worker process.
+workers back to back, starting a fresh one once Redis serves again, so a Redis restart,
+failover or full memory costs seconds instead of a dead worker process.
 
 arq's own signal handling cancels running jobs at once; a cancelled delivery attempt holds its
 watch's lease and may have reached the receiver unrecorded. On SIGTERM (a deploy, a scale-in) a
@@ -23,7 +23,7 @@ import uvloop
 from arq.worker import Worker
 from prometheus_client import start_http_server
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import logs, metrics
@@ -36,6 +36,15 @@ RESTART_PAUSE_S: Final = (0.5, 8.0)
 # Time running jobs get to finish after SIGTERM: a poll round's budget and a few seconds (a
 # delivery attempt is shorter). docker-compose.yml's stop_grace_period must exceed it.
 DRAIN_S: Final = ROUND_BUDGET_S + 5.0
+
+# What ends arq's loop when Redis cannot serve: out of reach, a read-only replica (a failover
+# under way behind a fixed address) or full; each passes, so the worker waits and starts again.
+_REDIS_OUT_OF_SERVICE: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+)
 
 log = logging.getLogger("ocr_relay.worker")
 
@@ -91,12 +100,12 @@ async def serve(
             else:
                 await _drain(worker, drain_s)
             return
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except _REDIS_OUT_OF_SERVICE as exc:
             if time.monotonic() - started > longest:
                 pause = RESTART_PAUSE_S[0]  # it ran fine for a while: this is a new outage
             metrics.WORKER_RESTARTS.inc()
             log.warning(
-                "redis unreachable; restarting the worker",
+                "redis out of service; restarting the worker",
                 extra={"error": type(exc).__name__, "retry_in_s": pause},
             )
         finally:
