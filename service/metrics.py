@@ -15,6 +15,21 @@ from prometheus_client.registry import Collector
 
 REGISTRY: Final = CollectorRegistry()
 
+# -- API (per process) -------------------------------------------------------------------------
+API_REQUESTS: Final = Counter(
+    "ocr_relay_api_requests",
+    "API answers by route (path template), method and HTTP status.",
+    ("route", "method", "status"),
+    registry=REGISTRY,
+)
+API_REQUEST_DURATION: Final = Histogram(
+    "ocr_relay_api_request_duration_seconds",
+    "Time from a request entering the API's middleware to its answer starting, by route.",
+    ("route",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+
 # -- Monite ------------------------------------------------------------------------------------
 MONITE_REQUESTS: Final = Counter(
     "ocr_relay_monite_requests",

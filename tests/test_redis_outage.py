@@ -83,6 +83,18 @@ async def test_registration_answers_503_problem_with_retry_after_while_redis_is_
     assert answer.json()["title"] == "Unavailable"
 
 
+async def test_503s_of_an_outage_are_counted_though_no_handler_ran(
+    outage_api: Client, own_redis: RedisServer
+) -> None:
+    # The rate limiter (middleware) meets the outage first: the app-level handler answers.
+    labels = {"route": "/v1/watches", "method": "GET", "status": "503"}
+    before = metrics.REGISTRY.get_sample_value("ocr_relay_api_requests_total", labels) or 0.0
+    own_redis.stop()
+    assert (await outage_api.get("/v1/watches", headers=auth())).status_code == 503
+    after = metrics.REGISTRY.get_sample_value("ocr_relay_api_requests_total", labels)
+    assert after == before + 1
+
+
 async def test_a_hung_redis_gets_503_after_the_redis_timeout_instead_of_a_hung_request(
     outage_api: Client, own_redis: RedisServer
 ) -> None:

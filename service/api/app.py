@@ -16,6 +16,7 @@ from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import health_live, health_ready, metrics_endpoint
 from service.api.push import monite_webhook
 from service.api.rate_limit import RateLimitMiddleware
+from service.api.request_metrics import RequestTimer, count_response
 from service.api.schema_doc import event_schema
 from service.api.watches import EventController, WatchController
 from service.egress import CallbackPolicy
@@ -73,7 +74,8 @@ def create_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[RateLimitMiddleware()],
+        middleware=[RequestTimer(), RateLimitMiddleware()],
+        before_send=[count_response],
         request_max_body_size=settings.max_upload_bytes + 64 * 1024,
         openapi_config=OpenAPIConfig(
             title="ocr-relay",
