@@ -287,13 +287,13 @@ class Store:
         watch: Watch,
         *,
         group: str,
-        dedupe_key: str,
         idempotency_key: str | None,
         first_poll_at_ms: int,
         idempotency_ttl_s: int = 86400,
     ) -> CreateResult:
         """Store a new watch and make it due, unless the same registration already exists."""
         k = self.keys
+        dedupe_key = self._registration(watch)
         transition = Transition(at=watch.created_at, to=watch.state, reason="registered")
         created, watch_id = await self._create(
             keys=[
@@ -327,7 +327,6 @@ class Store:
             return await self.create_watch(
                 watch,
                 group=group,
-                dedupe_key=dedupe_key,
                 idempotency_key=idempotency_key,
                 first_poll_at_ms=first_poll_at_ms,
                 idempotency_ttl_s=idempotency_ttl_s,
@@ -427,7 +426,7 @@ class Store:
                 self.keys.event(new.event_id or "-"),
                 self.keys.stats(),
                 self.keys.early(group),
-                self.keys.watch_dedupe(current.client, current.task_id, current.callback_url),
+                self._registration(current),
                 self.keys.task_watches(current.task_id),
                 self.keys.expiring(),
             ],
@@ -498,9 +497,13 @@ class Store:
         raws = await self.redis.lrange(self.keys.watch_transitions(watch_id), 0, -1)  # type: ignore[misc]
         return [_transition_decoder.decode(r) for r in raws]
 
-    async def forget_registration(self, dedupe_key: str) -> None:
+    async def forget_registration(self, watch: Watch) -> None:
         """Let the same client + task + callback register anew (after a cancel)."""
-        await self.redis.delete(dedupe_key)
+        await self.redis.delete(self._registration(watch))
+
+    def _registration(self, watch: Watch) -> str:
+        # The key that makes registering the same client + task + callback again idempotent.
+        return self.keys.watch_dedupe(watch.client, watch.task_id, watch.callback_url)
 
     async def list_watches(
         self,

@@ -77,7 +77,6 @@ class WatchService:
         result: CreateResult = await self.store.create_watch(
             watch,
             group=group,
-            dedupe_key=self._dedupe_key(reg.client, reg.task_id, reg.callback_url),
             idempotency_key=(
                 self.store.keys.idempotency(reg.client, reg.idempotency_key)
                 if reg.idempotency_key
@@ -112,9 +111,7 @@ class WatchService:
         cancelled = await self.store.update(watch_id, mutate, reason="cancelled by client")
         if cancelled is None:
             return await self.store.get(watch_id)
-        await self.store.forget_registration(
-            self._dedupe_key(watch.client, watch.task_id, watch.callback_url)
-        )
+        await self.store.forget_registration(watch)
         return cancelled
 
     async def redeliver(self, client: str, watch_id: str) -> Watch | None:
@@ -159,6 +156,3 @@ class WatchService:
 
         updated = await self.store.update(watch_id, mutate)
         return None if updated is None else (updated, new_secret)
-
-    def _dedupe_key(self, client: str, task_id: str, callback_url: str) -> str:
-        return self.store.keys.watch_dedupe(client, task_id, callback_url)

@@ -38,7 +38,6 @@ async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[W
     result = await store.create_watch(
         watch,
         group="-",
-        dedupe_key=store.keys.watch_dedupe(watch.client, watch.task_id, watch.callback_url),
         idempotency_key=None if idem is None else store.keys.idempotency(watch.client, idem),
         first_poll_at_ms=wall_ms(),
     )
