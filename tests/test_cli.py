@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from service.settings import ENV_VARS
+from tests.conftest import TEST_REDIS_URL
 
 COMMANDS = ("api", "worker", "simulator", "dev", "normalize", "hash-key", "inspect")
 
@@ -73,3 +76,11 @@ def test_configuration_error_does_not_echo_a_secret() -> None:
     assert result.returncode == 2
     assert "MONITE_CLIENT_ID" in result.stderr
     assert "s3cret-value" not in result.stderr + result.stdout
+
+
+async def test_a_burst_worker_exits_once_the_queue_is_empty(redis: Redis, key_prefix: str) -> None:
+    env = {"REDIS_URL": TEST_REDIS_URL, "REDIS_KEY_PREFIX": key_prefix}
+    result = await asyncio.to_thread(run_cli, "worker", "--burst", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "worker stopped" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
