@@ -277,8 +277,15 @@ def become(state: WatchState) -> Callable[[Watch], Watch]:
 
 async def keys_of(store: Store, watch: Watch) -> list[str]:
     """Every key of the store that still names the watch, its task or its registration."""
+    prefix = store.keys.prefix
     found = [k.decode() async for k in store.redis.scan_iter(match=store.keys.pattern())]
-    named = [k for k in found if watch.id in k or watch.task_id in k or ":dedupe:" in k]
+    named = [
+        k
+        for k in found
+        if (rest := k.removeprefix(prefix)).startswith("dedupe:")
+        or watch.id in rest
+        or rest.startswith(f"task:{watch.task_id}:")
+    ]
     listed = await store.redis.zrange(store.keys.client_watches(watch.client), 0, -1)
     return named + [m.decode() for m in listed]
 
