@@ -323,6 +323,18 @@ async def test_a_watch_redelivered_during_its_retention_keeps_everything(store: 
     assert await store.redis.ttl(dedupe) == -1  # registering it again still finds it
 
 
+async def test_the_sweep_leaves_a_watch_that_is_still_retained_for_later(store: Store) -> None:
+    store.retention_s = 60
+    watch, _ = await create(store, make_watch())
+    await store.update(watch.id, become(WatchState.FAILED))
+    # Its expiry moved since it was noted (here: the sweep runs "late"): looked at again then.
+    later = wall_ms() + 120_000
+    assert await store.sweep_expired(now_ms=later) == 0
+    [(_, score)] = await store.redis.zrange(store.keys.expiring(), 0, -1, withscores=True)
+    assert later < score <= later + 60_000
+    assert [w.id for w in (await store.list_watches("a")).items] == [watch.id]
+
+
 async def test_a_finished_watch_no_longer_receives_pushes_for_its_task(store: Store) -> None:
     watch, _ = await create(store, make_watch())
     await store.update(watch.id, become(WatchState.DELIVERED))
