@@ -28,25 +28,34 @@ from service.domain.watch import TERMINAL_STATES, Transition, Watch, WatchState
 from service.keys import Keys
 
 _CAS_RETRIES: Final = 20
+# The value of an Idempotency-Key held by a request that acts before it registers (it creates the
+# Monite task first); it becomes the watch id once the watch is stored.
+IDEMPOTENCY_PENDING: Final = "pending"
 
+# Registration (KEYS: watch, registration, idempotency key or the registration again, client
+# index, task set, due set, groups, transitions, stats, early set). ARGV[6]: '0' no
+# Idempotency-Key, '1' one, '2' one this request holds (pending, ARGV[9]). Answers {1, id} when
+# created, {0, id} with the earlier watch, {2, ''} while another request holds the key.
 _encode = msgspec.msgpack.Encoder().encode
 _watch_decoder = msgspec.msgpack.Decoder(Watch)
 _transition_decoder = msgspec.msgpack.Decoder(Transition)
 
 _CREATE = """
-if ARGV[6] == '1' then
+if ARGV[6] ~= '0' then
   local existing = redis.call('GET', KEYS[3])
-  if existing then return {0, existing} end
+  if existing == ARGV[9] then
+    if ARGV[6] == '1' then return {2, ''} end
+  elseif existing then return {0, existing} end
 end
 local dup = redis.call('GET', KEYS[2])
 if dup then
-  if ARGV[6] == '1' then redis.call('SET', KEYS[3], dup, 'EX', ARGV[7]) end
+  if ARGV[6] ~= '0' then redis.call('SET', KEYS[3], dup, 'EX', ARGV[7]) end
   return {0, dup}
 end
 redis.call('HSET', KEYS[1], 'v', '0', 'd', ARGV[2], 's', 'polling', 'p', 0, 'e', 0)
 redis.call('RPUSH', KEYS[8], ARGV[8])
 redis.call('SET', KEYS[2], ARGV[1])
-if ARGV[6] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7]) end
+if ARGV[6] ~= '0' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7]) end
 redis.call('ZADD', KEYS[4], 0, ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
@@ -55,6 +64,19 @@ redis.call('SADD', KEYS[7], ARGV[5])
 redis.call('HINCRBY', KEYS[9], 'current:polling', 1)
 redis.call('HINCRBY', KEYS[9], 'entered:polling', 1)
 return {1, ARGV[1]}
+"""
+
+# Idempotency-Key of a request that acts before registering (KEYS[1]; ARGV[1]: the pending value,
+# ARGV[2]: seconds to hold it): {1, ''} once held, else {0, what it holds}.
+_CLAIM_IDEMPOTENCY = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, ''} end
+return {0, redis.call('GET', KEYS[1]) or ''}
+"""
+
+# Let go of a held Idempotency-Key (KEYS[1]) only while it still holds the pending value.
+_RELEASE_IDEMPOTENCY = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
 
 # KEYS: watch, transitions, due set, groups, attempts, event, stats, early set, registration
@@ -274,6 +296,8 @@ class Store:
         self.keys = keys
         self.retention_s = retention_s
         self._create = redis.register_script(_CREATE)
+        self._claim_idempotency = redis.register_script(_CLAIM_IDEMPOTENCY)
+        self._release_idempotency = redis.register_script(_RELEASE_IDEMPOTENCY)
         self._cas = redis.register_script(_CAS)
         self._claim = redis.register_script(_CLAIM)
         self._record_polls = redis.register_script(_RECORD_POLLS)
@@ -290,8 +314,13 @@ class Store:
         idempotency_key: str | None,
         first_poll_at_ms: int,
         idempotency_ttl_s: int = 86400,
+        idempotency_claimed: bool = False,
     ) -> CreateResult:
-        """Store a new watch and make it due, unless the same registration already exists."""
+        """Store a new watch and make it due, unless the same registration already exists.
+
+        Raises ``IdempotencyInProgress`` while another request holds ``idempotency_key``
+        (``idempotency_claimed``: this request holds it, see ``claim_idempotency``).
+        """
         k = self.keys
         dedupe_key = self._registration(watch)
         transition = Transition(at=watch.created_at, to=watch.state, reason="registered")
@@ -314,11 +343,14 @@ class Store:
                 index_member(watch),
                 first_poll_at_ms,
                 group,
-                "1" if idempotency_key else "0",
+                "0" if not idempotency_key else "2" if idempotency_claimed else "1",
                 idempotency_ttl_s,
                 _encode(transition),
+                IDEMPOTENCY_PENDING,
             ],
         )
+        if created == _IN_PROGRESS:
+            raise IdempotencyInProgress(idempotency_key)
         if created:
             return CreateResult(watch=watch, created=True)
         existing = await self.get(watch_id.decode())
@@ -330,8 +362,30 @@ class Store:
                 idempotency_key=idempotency_key,
                 first_poll_at_ms=first_poll_at_ms,
                 idempotency_ttl_s=idempotency_ttl_s,
+                idempotency_claimed=idempotency_claimed,
             )
         return CreateResult(watch=existing, created=False)
+
+    async def claim_idempotency(self, key: str, hold_s: int) -> str | None:
+        """Hold an Idempotency-Key for ``hold_s`` while a request acts before registering.
+
+        Returns None once this request holds it, or the id of the watch an earlier request made
+        with it; raises ``IdempotencyInProgress`` while another request holds it.
+        """
+        held, value = await self._claim_idempotency(keys=[key], args=[IDEMPOTENCY_PENDING, hold_s])
+        if held:
+            return None
+        if value == IDEMPOTENCY_PENDING.encode():
+            raise IdempotencyInProgress(key)
+        watch_id: str = value.decode()
+        if await self.get(watch_id) is None:  # the earlier watch expired after its retention
+            await self.redis.set(key, IDEMPOTENCY_PENDING, ex=hold_s)
+            return None
+        return watch_id
+
+    async def release_idempotency(self, key: str) -> None:
+        """Let go of a held Idempotency-Key whose request made nothing (so a retry may act)."""
+        await self._release_idempotency(keys=[key], args=[IDEMPOTENCY_PENDING])
 
     async def get(self, watch_id: str) -> Watch | None:
         """The watch, or None when unknown."""
@@ -712,10 +766,16 @@ def _decode_cursor(cursor: str) -> str:
     return member
 
 
+class IdempotencyInProgress(Exception):
+    """Another request holds this Idempotency-Key and has not finished yet."""
+
+
 class InvalidCursor(ValueError):
     """A pagination cursor that this service did not hand out."""
 
 
+# ``_CREATE``'s answer while another request holds the Idempotency-Key.
+_IN_PROGRESS: Final = 2
 # PTTL's answer for a key that does not exist.
 _KEY_MISSING: Final = -2
 

@@ -22,6 +22,11 @@ from service.store import CreateResult, Store, group_of, now_utc, to_ms
 SECRET_GRACE: Final = timedelta(hours=24)
 
 
+# How long a request may hold an Idempotency-Key before registering: a Monite upload waits for
+# the rate budget and Monite itself; a crashed request's key is free again after this.
+IDEMPOTENCY_HOLD_S: Final = 300
+
+
 class Registration(msgspec.Struct, frozen=True, kw_only=True):
     """A validated registration request."""
 
@@ -34,6 +39,8 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     deadline_s: int
     include_raw: bool = False
     idempotency_key: str | None = None
+    # This request holds ``idempotency_key`` already (see ``WatchService.claim_idempotency``).
+    idempotency_claimed: bool = False
 
 
 class Registered(msgspec.Struct, frozen=True):
@@ -84,12 +91,26 @@ class WatchService:
             ),
             # Due since the epoch: a first poll goes before every overdue re-poll of its group.
             first_poll_at_ms=0,
+            idempotency_claimed=reg.idempotency_claimed,
         )
         if result.created:
             await self.queue.schedule_round(group, to_ms(now))
         return Registered(
             watch=result.watch, created=result.created, secret=generated if result.created else None
         )
+
+    async def claim_idempotency(self, client: str, idempotency_key: str) -> Watch | None:
+        """For a request that acts before it registers (``POST /v1/documents`` creates the
+        Monite task first): the watch an earlier request with this key made, or None once this
+        request holds the key; it then registers with ``idempotency_claimed`` or, having made
+        nothing, calls ``release_idempotency``. Raises ``IdempotencyInProgress`` meanwhile."""
+        key = self.store.keys.idempotency(client, idempotency_key)
+        watch_id = await self.store.claim_idempotency(key, IDEMPOTENCY_HOLD_S)
+        return None if watch_id is None else await self.store.get(watch_id)
+
+    async def release_idempotency(self, client: str, idempotency_key: str) -> None:
+        """Let a retry with this key act again: the request holding it made nothing."""
+        await self.store.release_idempotency(self.store.keys.idempotency(client, idempotency_key))
 
     async def get(self, client: str, watch_id: str) -> Watch | None:
         """The client's watch, or None (unknown and other clients' watches look the same)."""

@@ -77,6 +77,15 @@ async def test_an_idempotency_key_replays_the_first_answer(api: Client) -> None:
     assert other.json()["id"] == first.json()["id"]
 
 
+async def test_an_idempotency_key_another_request_holds_gets_409(api: Client, store: Store) -> None:
+    # A document upload under this key is still making its Monite task.
+    assert await store.claim_idempotency(store.keys.idempotency("alpha", "req-7"), 60) is None
+    headers = {**auth(), "Idempotency-Key": "req-7"}
+    answer = await api.post("/v1/watches", json=body(), headers=headers)
+    assert answer.status_code == 409
+    assert (await api.get("/v1/watches", headers=auth())).json()["items"] == []
+
+
 async def test_requests_without_a_valid_key_are_refused(api: Client) -> None:
     missing = await api.post("/v1/watches", json=body())
     wrong = await api.post("/v1/watches", json=body(), headers={"Authorization": "Bearer nope"})

@@ -9,6 +9,7 @@ from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from service.simulator import SimulatorControl
+from service.store import Store
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, settled
 
@@ -128,3 +129,48 @@ async def test_another_content_type_is_a_415(e2e_api: Client) -> None:
         "/v1/documents", content=b"x", headers={**auth(), "content-type": "text/plain"}
     )
     assert answer.status_code == 415
+
+
+async def test_a_retry_with_the_same_idempotency_key_creates_no_second_monite_task(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    headers = {**auth(), "Idempotency-Key": "upload-4711"}
+    body = {"file_url": "https://files.example.com/inv.pdf", "callback_url": receiver.url}
+    first = await e2e_api.post("/v1/documents", json=body, headers=headers)
+    again = await e2e_api.post("/v1/documents", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json().get("secret") is None  # shown once, in the first answer
+    assert (await simulator.counters()).tasks == 1
+
+
+async def test_a_retry_after_monite_refused_the_first_try_makes_the_task(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    headers = {**auth(), "Idempotency-Key": "upload-0815"}
+    upload = {"files": {"file": ("invoice.pdf", PDF, "application/pdf")}}
+    form = {"callback_url": receiver.url}
+    await simulator.configure(max_upload_bytes=1000)
+    refused = await e2e_api.post("/v1/documents", data=form, headers=headers, **upload)
+    assert refused.status_code == 413
+    await simulator.configure(max_upload_bytes=20 * 1024 * 1024)
+    retried = await e2e_api.post("/v1/documents", data=form, headers=headers, **upload)
+    assert retried.status_code == 202, retried.text
+    assert (await simulator.counters()).tasks == 1
+
+
+async def test_a_request_while_another_with_its_idempotency_key_is_at_work_gets_409(
+    e2e_api: Client, store: Store, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    # As if another API process were uploading under this key right now.
+    key = store.keys.idempotency("alpha", "upload-in-flight")
+    assert await store.claim_idempotency(key, hold_s=60) is None
+    answer = await e2e_api.post(
+        "/v1/documents",
+        json={"file_url": "https://files.example.com/inv.pdf", "callback_url": receiver.url},
+        headers={**auth(), "Idempotency-Key": "upload-in-flight"},
+    )
+    assert answer.status_code == 409
+    assert answer.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert answer.headers["retry-after"] == "5"
+    assert (await simulator.counters()).tasks == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgspec
@@ -17,7 +18,13 @@ from litestar.exceptions import HTTPException
 
 from service.api.deps import DEPENDENCIES, ClientDep, ServicesDep
 from service.api.errors import AUTHENTICATED, InvalidField, problem_responses
-from service.api.schemas import MAX_DEADLINE_S, DocumentType, DocumentUrlIn, WatchOut
+from service.api.schemas import (
+    MAX_DEADLINE_S,
+    DocumentType,
+    DocumentUrlIn,
+    WatchOut,
+    watch_out,
+)
 from service.api.watches import IdempotencyKey, checked_callback, encode_metadata, register
 from service.domain.monite_models import decode_task
 from service.monite import (
@@ -61,7 +68,7 @@ class DocumentController(Controller):
         "/",
         status_code=202,
         summary="Upload a document (multipart) or give its URL (JSON); OCR it and watch the task",
-        responses=problem_responses(*AUTHENTICATED, 413, 415, 422, 502),
+        responses=problem_responses(*AUTHENTICATED, 409, 413, 415, 422, 502),
     )
     async def submit(
         self,
@@ -70,20 +77,29 @@ class DocumentController(Controller):
         client: ClientDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[WatchOut]:
-        """202 with the watch of the new OCR task."""
+        """202 with the watch of the new OCR task.
+
+        With an ``Idempotency-Key`` the key is held while the Monite task is made: a retry gets
+        the watch of the first request (or a 409 while that one is still at work), never a
+        second Monite task.
+        """
         content_type = request.headers.get("content-type", "")
+        create_task: Callable[[], Awaitable[Any]]
         if content_type.startswith("multipart/form-data"):
             fields, upload = await _multipart(request)
             await checked_callback(services, fields.callback_url)
             encode_metadata(fields.metadata)
-            result = await services.monite.upload_file(
-                upload[0],
-                upload[1],
-                upload[2],
-                fields.document_type,
-                fields.entity_id,
-                max_wait_s=_BUDGET_WAIT_S,
-            )
+
+            def create_task() -> Awaitable[Any]:
+                return services.monite.upload_file(
+                    upload[0],
+                    upload[1],
+                    upload[2],
+                    fields.document_type,
+                    fields.entity_id,
+                    max_wait_s=_BUDGET_WAIT_S,
+                )
+
         elif content_type.startswith("application/json"):
             try:
                 data = msgspec.json.decode(await request.body(), type=DocumentUrlIn)
@@ -104,15 +120,27 @@ class DocumentController(Controller):
                 raise InvalidField("file_url", "must be an http(s) URL")
             await checked_callback(services, fields.callback_url)
             encode_metadata(fields.metadata)
-            result = await services.monite.create_task_from_url(
-                data.file_url, data.document_type, fields.entity_id, max_wait_s=_BUDGET_WAIT_S
-            )
+
+            def create_task() -> Awaitable[Any]:
+                return services.monite.create_task_from_url(
+                    data.file_url, data.document_type, fields.entity_id, max_wait_s=_BUDGET_WAIT_S
+                )
+
         else:
             raise HTTPException(
                 status_code=415,
                 detail="send multipart/form-data with a 'file' part, or JSON with 'file_url'",
             )
-        task_id = _created_task_id(result)
+        if idempotency_key is not None:
+            earlier = await services.watches.claim_idempotency(client, idempotency_key)
+            if earlier is not None:
+                return Response(watch_out(earlier), status_code=202)
+        try:
+            task_id = _created_task_id(await create_task())
+        except BaseException:
+            if idempotency_key is not None:  # nothing was made: a retry may try again
+                await services.watches.release_idempotency(client, idempotency_key)
+            raise
         out, _ = await register(
             services,
             client,
@@ -124,6 +152,7 @@ class DocumentController(Controller):
             deadline_s=fields.deadline_s,
             include_raw=fields.include_raw,
             idempotency_key=idempotency_key,
+            idempotency_claimed=idempotency_key is not None,
         )
         return Response(out, status_code=202)
 

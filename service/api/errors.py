@@ -20,6 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.store import IdempotencyInProgress
+
 log = logging.getLogger("ocr_relay.api")
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -153,6 +155,20 @@ _STORAGE_TROUBLE: Final[dict[type[RedisError], str]] = {
 }
 
 
+def handle_idempotency_in_progress(
+    request: Request[Any, Any, Any], exc: IdempotencyInProgress
+) -> Response[Problem]:
+    """409 + ``Retry-After``: another request with this Idempotency-Key is still at work."""
+    response = problem(
+        409,
+        "Conflict",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        [FieldError(field="Idempotency-Key", message="is in use by a request in progress")],
+    )
+    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_S)
+    return response
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug or an outage: log it, answer a 500 that reveals nothing."""
     log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
@@ -205,6 +221,7 @@ EXCEPTION_HANDLERS: Final = {
     RedisConnectionError: handle_storage_unavailable,
     RedisTimeoutError: handle_storage_unavailable,
     ReadOnlyError: handle_storage_unavailable,
+    IdempotencyInProgress: handle_idempotency_in_progress,
     OutOfMemoryError: handle_storage_unavailable,
     Exception: handle_unexpected,
 }

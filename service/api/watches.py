@@ -60,6 +60,7 @@ async def register(
     deadline_s: int | None,
     include_raw: bool,
     idempotency_key: str | None,
+    idempotency_claimed: bool = False,
 ) -> tuple[WatchOut, bool]:
     """Register a watch (shared by ``/v1/watches`` and ``/v1/documents``)."""
     registered = await services.watches.register(
@@ -73,6 +74,7 @@ async def register(
             deadline_s=deadline_s or services.settings.watch_deadline_s,
             include_raw=include_raw,
             idempotency_key=idempotency_key,
+            idempotency_claimed=idempotency_claimed,
         )
     )
     return watch_out(registered.watch, secret=registered.secret), registered.created
@@ -96,7 +98,7 @@ class WatchController(Controller):
         summary="Register a watch on a Monite OCR task",
         responses={
             200: ResponseSpec(WatchOut, description="The same watch was already registered"),
-            **problem_responses(*AUTHENTICATED, 413, 422),
+            **problem_responses(*AUTHENTICATED, 409, 413, 422),
         },
     )
     async def create(
