@@ -73,6 +73,13 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, ''} 
 return {0, redis.call('GET', KEYS[1]) or ''}
 """
 
+# Hold an Idempotency-Key (KEYS[1]) that still names the expired watch ARGV[1]: 1 if taken.
+_TAKE_OVER_IDEMPOTENCY = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
 # Let go of a held Idempotency-Key (KEYS[1]) only while it still holds the pending value.
 _RELEASE_IDEMPOTENCY = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -298,6 +305,7 @@ class Store:
         self._create = redis.register_script(_CREATE)
         self._claim_idempotency = redis.register_script(_CLAIM_IDEMPOTENCY)
         self._release_idempotency = redis.register_script(_RELEASE_IDEMPOTENCY)
+        self._take_over_idempotency = redis.register_script(_TAKE_OVER_IDEMPOTENCY)
         self._cas = redis.register_script(_CAS)
         self._claim = redis.register_script(_CLAIM)
         self._record_polls = redis.register_script(_RECORD_POLLS)
@@ -378,10 +386,14 @@ class Store:
         if value == IDEMPOTENCY_PENDING.encode():
             raise IdempotencyInProgress(key)
         watch_id: str = value.decode()
-        if await self.get(watch_id) is None:  # the earlier watch expired after its retention
-            await self.redis.set(key, IDEMPOTENCY_PENDING, ex=hold_s)
+        if await self.get(watch_id) is not None:
+            return watch_id
+        # The earlier watch expired after its retention: take the key over, unless a concurrent
+        # request has just done so.
+        args: list[str | int] = [watch_id, IDEMPOTENCY_PENDING, hold_s]
+        if await self._take_over_idempotency(keys=[key], args=args):
             return None
-        return watch_id
+        raise IdempotencyInProgress(key)
 
     async def release_idempotency(self, key: str) -> None:
         """Let go of a held Idempotency-Key whose request made nothing (so a retry may act)."""

@@ -6,9 +6,20 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+
 from service.domain.watch import SigningSecret, Watch, WatchState
 from service.ids import new_id
-from service.store import EventRecord, LoggedAttempt, PollRecord, Store, now_utc, to_ms, wall_ms
+from service.store import (
+    EventRecord,
+    IdempotencyInProgress,
+    LoggedAttempt,
+    PollRecord,
+    Store,
+    now_utc,
+    to_ms,
+    wall_ms,
+)
 
 
 def make_watch(client: str = "a", task_id: str = "t-1", **changes: object) -> Watch:
@@ -432,3 +443,18 @@ async def test_a_polled_group_needs_no_round_from_the_safety_net(store: Store) -
     await store.lock_round("-", "running", 10_000)
     assert await store.earliest_due_ms("-", unless_polled=True) is None
     assert await store.earliest_due_ms("-") is not None
+
+
+async def test_an_idempotency_key_of_an_expired_watch_is_taken_over_once(store: Store) -> None:
+    key = store.keys.idempotency("a", "req-1")
+    await store.redis.set(key, "wat_expired0000000")  # its watch is gone
+    assert await store.claim_idempotency(key, hold_s=60) is None
+    with pytest.raises(IdempotencyInProgress):  # a concurrent retry finds it held now
+        await store.claim_idempotency(key, hold_s=60)
+
+
+async def test_a_released_idempotency_key_can_be_claimed_again(store: Store) -> None:
+    key = store.keys.idempotency("a", "req-2")
+    assert await store.claim_idempotency(key, hold_s=60) is None
+    await store.release_idempotency(key)
+    assert await store.claim_idempotency(key, hold_s=60) is None
