@@ -32,14 +32,14 @@ _CAS_RETRIES: Final = 20
 # Monite task first); it becomes the watch id once the watch is stored.
 IDEMPOTENCY_PENDING: Final = "pending"
 
-# Registration (KEYS: watch, registration, idempotency key or the registration again, client
-# index, task set, due set, groups, transitions, stats, early set). ARGV[6]: '0' no
-# Idempotency-Key, '1' one, '2' one this request holds (pending, ARGV[9]). Answers {1, id} when
-# created, {0, id} with the earlier watch, {2, ''} while another request holds the key.
 _encode = msgspec.msgpack.Encoder().encode
 _watch_decoder = msgspec.msgpack.Decoder(Watch)
 _transition_decoder = msgspec.msgpack.Decoder(Transition)
 
+# Registration (KEYS: watch, registration, idempotency key or the registration again, client
+# index, task set, due set, groups, transitions, stats, early set). ARGV[6]: '0' no
+# Idempotency-Key, '1' one, '2' one this request holds (pending, ARGV[9]). Answers {1, id} when
+# created, {0, id} with the earlier watch, {2, ''} while another request holds the key.
 _CREATE = """
 if ARGV[6] ~= '0' then
   local existing = redis.call('GET', KEYS[3])
