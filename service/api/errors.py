@@ -29,8 +29,9 @@ _AT_PATH = re.compile(r"at `\$(?:\.)?([^`]*)`")
 _NAMED_FIELD = re.compile(r"field `([^`]*)`")
 # Handler arguments renamed because Litestar reserves their wire names.
 _WIRE_NAMES: Final = {"state_filter": "state"}
-# A Redis restart or failover takes seconds; clients come back after this long.
-STORAGE_RETRY_AFTER_S: Final = 5
+# Retry-After of answers that pass by themselves within seconds: a Redis restart or failover,
+# a request still at work under the same Idempotency-Key.
+RETRY_SHORTLY_S: Final = 5
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -145,7 +146,7 @@ def handle_storage_unavailable(
     response = problem(
         HTTP_503_SERVICE_UNAVAILABLE, "Unavailable", f"storage is {what}; retry shortly"
     )
-    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_S)
+    response.headers["Retry-After"] = str(RETRY_SHORTLY_S)
     return response
 
 
@@ -165,7 +166,7 @@ def handle_idempotency_in_progress(
         "a request with this Idempotency-Key is still being processed; retry shortly",
         [FieldError(field="Idempotency-Key", message="is in use by a request in progress")],
     )
-    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_S)
+    response.headers["Retry-After"] = str(RETRY_SHORTLY_S)
     return response
 
 
