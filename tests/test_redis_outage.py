@@ -1,7 +1,8 @@
-"""Redis out of reach: the API answers 503 + Retry-After, workers ride it out, nothing is lost.
+"""Redis out of service (stopped, hung, read-only, full): the API answers 503 + Retry-After,
+workers ride it out, nothing is lost.
 
-Against a private ``redis-server`` (append-only, like the compose file's) that the tests stop,
-pause and start again; never the shared one.
+Against private ``redis-server`` processes (append-only, like the compose file's) that the tests
+stop, pause, start again, make replicas or fill; never the shared one.
 """
 
 from __future__ import annotations
