@@ -17,9 +17,16 @@ from redis.asyncio import Redis
 
 from service.devstack import RedisServer
 from service.keys import Keys
-from service.settings import Settings
+from service.settings import ENV_VARS, Settings
 
 TEST_REDIS_URL = os.environ.get("OCR_RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def cli_env(**settings: str) -> dict[str, str]:
+    """The environment of an ``ocr-relay`` child process: this shell's, without any of the
+    service's configuration variables, plus ``settings``."""
+    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    return {**base, **settings}
 
 
 @pytest.fixture

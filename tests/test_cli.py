@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,16 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.settings import ENV_VARS
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, cli_env
 
 COMMANDS = ("api", "worker", "simulator", "dev", "normalize", "hash-key", "inspect")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m service.cli`` with the configuration variables of this shell removed."""
-    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
-        env={**base, **(env or {})},
+        env=cli_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=30,

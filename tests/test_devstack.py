@@ -18,8 +18,7 @@ import pytest
 import redis
 
 from service.devstack import RedisServer, free_port, redis_reachable
-from service.settings import ENV_VARS
-from tests.conftest import Receiver
+from tests.conftest import Receiver, cli_env
 
 READY_TIMEOUT_S = 45.0
 
@@ -52,9 +51,8 @@ class DevStack:
         self.api_port = api_port if api_port is not None else free_port()
         self.simulator_port = free_port()
         self.log = workdir / "dev.log"
-        env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-        env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
-        env.update(settings or {})
+        # A Redis nobody runs, unless the test's settings name one.
+        env = cli_env(**{"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", **(settings or {})})
         ports = ["--port", str(self.api_port), "--simulator-port", str(self.simulator_port)]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -175,9 +173,8 @@ def test_dev_uses_a_reachable_redis_and_configured_monite_as_they_are(
 
 
 def test_dev_without_redis_explains_how_to_install_it(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-    env["PATH"] = str(tmp_path)  # no redis-server anywhere on it
-    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    # No redis-server anywhere on PATH.
+    env = cli_env(PATH=str(tmp_path), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "dev"],
         cwd=tmp_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -28,9 +27,9 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from service import metrics
 from service.api.app import create_app
 from service.devstack import RedisServer, free_port
-from service.settings import ENV_VARS, Settings
+from service.settings import Settings
 from service.simulator import SimulatorControl
-from tests.conftest import Receiver, auth
+from tests.conftest import Receiver, auth, cli_env
 from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]
@@ -238,10 +237,9 @@ class WorkerProcess:
     """``ocr-relay worker`` as a child process with its output read line by line."""
 
     def __init__(self, redis_url: str, **env: str) -> None:
-        base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "worker"],
-            env={**base, "REDIS_URL": redis_url, "REDIS_TIMEOUT_S": "0.5", **env},
+            env=cli_env(REDIS_URL=redis_url, REDIS_TIMEOUT_S="0.5", **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
