@@ -86,8 +86,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
-# KEYS: watch, transitions, due set, groups, attempts, event, stats, early set, registration
-# (dedupe) key, the task's watch set, the expiring set.
+# KEYS: watch, transitions, due set, groups, attempts, event, stats, early set; with ARGV[9],
+# also the registration (dedupe) key, the task's watch set, the expiring set.
 # ARGV[9]: seconds the records of a finished watch are kept ('' = unchanged, '0' = keep forever);
 # they expire together, its registration too if it is still this watch's; the task's set lets go
 # of it (pushes only concern polling watches); its listing entry is swept once it has expired
@@ -482,42 +482,42 @@ class Store:
         if due_group is not None and due_at_ms is not None and new.state == WatchState.POLLING:
             due_op = "add"
         group = due_group or group_of(current)
-        ok = await self._cas(
-            keys=[
-                self.keys.watch(watch_id),
-                self.keys.watch_transitions(watch_id),
-                self.keys.due(group),
-                self.keys.groups(),
-                self.keys.attempts(watch_id),
-                self.keys.event(new.event_id or "-"),
-                self.keys.stats(),
-                self.keys.early(group),
+        keys = [
+            self.keys.watch(watch_id),
+            self.keys.watch_transitions(watch_id),
+            self.keys.due(group),
+            self.keys.groups(),
+            self.keys.attempts(watch_id),
+            self.keys.event(new.event_id or "-"),
+            self.keys.stats(),
+            self.keys.early(group),
+        ]
+        args: list[str | bytes | int] = [
+            str(current.version),
+            _encode(new),
+            str(new.version),
+            transition,
+            due_op,
+            watch_id,
+            due_at_ms or 0,
+            group,
+            retention,
+            *states,
+            _changed(current.polls, new.polls),
+            _changed(current.poll_errors, new.poll_errors),
+            _changed(current.last_monite_status, new.last_monite_status),
+            new.state.value,
+            b"" if event is None else _encode(event),
+            b"" if attempt is None else _encode(attempt),
+        ]
+        if retention:  # a state change: the script also settles what outlives the watch
+            keys += [
                 self._registration(current),
                 self.keys.task_watches(current.task_id),
                 self.keys.expiring(),
-            ],
-            args=[
-                str(current.version),
-                _encode(new),
-                str(new.version),
-                transition,
-                due_op,
-                watch_id,
-                due_at_ms or 0,
-                group,
-                retention,
-                *states,
-                _changed(current.polls, new.polls),
-                _changed(current.poll_errors, new.poll_errors),
-                _changed(current.last_monite_status, new.last_monite_status),
-                new.state.value,
-                b"" if event is None else _encode(event),
-                b"" if attempt is None else _encode(attempt),
-                wall_ms(),
-                self._expiring_entry(current),
-            ],
-        )
-        return bool(ok)
+            ]
+            args += [wall_ms(), self._expiring_entry(current)]
+        return bool(await self._cas(keys=keys, args=args))
 
     def _expiring_entry(self, watch: Watch) -> str:
         # What the sweep needs once the watch has expired: its key, and its listing entry.
