@@ -151,6 +151,7 @@ class Dispatcher:
                 return None  # a redelivery started a new series meanwhile
             w.delivery_attempts = number
             w.delivery_in_flight_until = None
+            w.next_attempt_at = next_at
             if w.state == WatchState.DELIVERING and final_state is not None:
                 w.state = final_state
                 w.failure = failure

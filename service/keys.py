@@ -53,6 +53,11 @@ class Keys:
         """List of delivery attempts of one watch (msgpack items, oldest first)."""
         return f"{self.prefix}watch:{watch_id}:attempts"
 
+    def deliveries(self) -> str:
+        """Sorted set: every ``delivering`` watch, scored by when its next attempt is due or its
+        attempt in flight ends (ms): the delivery half of the next-step index."""
+        return f"{self.prefix}deliveries"
+
     # -- polling -----------------------------------------------------------------------------
     def due(self, group: str) -> str:
         """Sorted set: watch ids of one poll group scored by next poll time (ms since epoch)."""
@@ -69,6 +74,10 @@ class Keys:
     def groups(self) -> str:
         """Set of poll groups that may have watches in their due set."""
         return f"{self.prefix}groups"
+
+    def groups_cursor(self) -> str:
+        """String: where the reconciler's walk through ``groups`` goes on (an SSCAN cursor)."""
+        return f"{self.prefix}reconcile:groups-cursor"
 
     # -- Monite access -----------------------------------------------------------------------
     def monite_token(self, credentials_id: str) -> str:
@@ -97,7 +106,8 @@ class Keys:
         return f"{self.prefix}expiring"
 
     def stats(self) -> str:
-        """Hash of watch counts by state (``current:<state>``, ``entered:<state>``)."""
+        """Hash of watch counts by state (``current:<state>``, ``entered:<state>``) and the
+        reconciler's findings (``reconciled:<step>``, ``overdue_ms:<step>``)."""
         return f"{self.prefix}stats"
 
     # -- API ---------------------------------------------------------------------------------

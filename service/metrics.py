@@ -96,25 +96,47 @@ WORKER_RESTARTS: Final = Counter(
 
 
 class WatchCounts(Collector):
-    """Cluster-wide watch counts, read from Redis by the API just before each scrape."""
+    """Cluster-wide watch counts and reconciler findings, read from Redis by the API just before
+    each scrape (the store's ``stats`` hash)."""
 
     def __init__(self, counts: Mapping[str, int]) -> None:
         self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
-        """``ocr_relay_watches{state}`` now, and ``ocr_relay_watch_states_entered_total{state}``."""
+        """``ocr_relay_watches{state}`` now, ``ocr_relay_watch_states_entered_total{state}``,
+        ``ocr_relay_reconciled_total{step}`` and ``ocr_relay_oldest_overdue_step_seconds{step}``."""
         current = GaugeMetricFamily(
-            "ocr_relay_watches", "Watches in each state now (all processes).", labels=["state"]
+            "ocr_relay_watches",
+            "Watches in each state now, retained finished ones included (all processes).",
+            labels=["state"],
         )
         entered = CounterMetricFamily(
             "ocr_relay_watch_states_entered",
             "Times a watch entered each state (all processes).",
             labels=["state"],
         )
+        reconciled = CounterMetricFamily(
+            "ocr_relay_reconciled",
+            "Overdue next steps (poll, delivery) the reconciler sent on: each one a lost job.",
+            labels=["step"],
+        )
+        overdue = GaugeMetricFamily(
+            "ocr_relay_oldest_overdue_step_seconds",
+            "How overdue the oldest next step of each kind was at the last reconcile run.",
+            labels=["step"],
+        )
+        families: dict[str, tuple[GaugeMetricFamily | CounterMetricFamily, float]] = {
+            "current": (current, 1.0),
+            "entered": (entered, 1.0),
+            "reconciled": (reconciled, 1.0),
+            "overdue_ms": (overdue, 0.001),
+        }
         for key, value in sorted(self._counts.items()):
-            kind, _, state = key.partition(":")
-            family = current if kind == "current" else entered if kind == "entered" else None
-            if family is not None:
-                family.add_metric([state], value)
+            kind, _, label = key.partition(":")
+            if kind in families:
+                family, scale = families[kind]
+                family.add_metric([label], value * scale)
         yield current
         yield entered
+        yield reconciled
+        yield overdue

@@ -16,6 +16,7 @@ Redis round trip, and the watches a batch finished go to delivery in one job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from datetime import timedelta
 from typing import Final, Literal
 
 import msgspec
+from redis.exceptions import RedisError
 
 from service import metrics
 from service.domain import backoff
@@ -63,6 +65,10 @@ EARLY_FRACTION: Final = 1 / 3
 # A round waits at most this long for a slot of the shared budget; past it, the claimed watches are
 # re-scheduled (their lease would otherwise run out while the round sleeps).
 BUDGET_WAIT_S: Final = 10.0
+# Tasks a list answer left out are asked for one by one, this many per request at most, within
+# this time in all: many unknown ids must not hold the round (and the answers it has) hostage.
+LOOKUPS_PER_BATCH: Final = 5
+LOOKUP_BUDGET_S: Final = 10.0
 
 _FAILURE_MESSAGES: Final[dict[FailureCode, str]] = {
     "ocr_error": "Monite reported status 'error' for this OCR task",
@@ -152,46 +158,89 @@ class Poller:
         if len(watches) < BATCH:
             more = await self._claim(group, BATCH - len(watches), outcomes, top_up=True)
             watches = [*watches, *(more or [])]
-        task_ids = sorted({w.task_id for w in watches})
-        answers: dict[str, MoniteResult]
+        task_ids = {w.task_id for w in watches}
         if len(task_ids) == 1:
-            answers = {
-                task_ids[0]: await self.monite.get_task(
-                    task_ids[0], entity_id, max_wait_s=BUDGET_WAIT_S, slot_taken=True
-                )
-            }
-        else:
-            answers = await self._poll_batch(task_ids, entity_id)
-        for watch in watches:
-            await self._apply(watch, answers[watch.task_id], outcomes)
-        return len(watches)
-
-    async def _poll_batch(
-        self, task_ids: list[str], entity_id: str | None
-    ) -> dict[str, MoniteResult]:
+            answer = await self.monite.get_task(
+                watches[0].task_id, entity_id, max_wait_s=BUDGET_WAIT_S, slot_taken=True
+            )
+            for watch in watches:
+                await self._apply(watch, answer, outcomes)
+            return len(watches)
         result = await self.monite.list_tasks(
-            task_ids, entity_id, max_wait_s=BUDGET_WAIT_S, slot_taken=True
+            sorted(task_ids), entity_id, max_wait_s=BUDGET_WAIT_S, slot_taken=True
         )
         if not isinstance(result, MoniteListOk):
-            return dict.fromkeys(task_ids, result)
-        answers: dict[str, MoniteResult] = {}
-        for raw in result.items:
+            for watch in watches:
+                await self._apply(watch, result, outcomes)
+            return len(watches)
+        listed = _by_id(result.items)
+        missing = [w for w in watches if w.task_id not in listed]
+        for watch in watches:
+            if watch.task_id in listed:
+                await self._apply(watch, MoniteOk(status=200, body=listed[watch.task_id]), outcomes)
+        await self._look_up(missing, entity_id, outcomes)
+        return len(watches)
+
+    async def _look_up(
+        self, watches: list[Watch], entity_id: str | None, outcomes: _Outcomes
+    ) -> None:
+        """Ask for the tasks a list answer left out one by one: only a GET by id tells a task
+        Monite does not know (404) from one of another entity or one the page had no room for.
+
+        Bounded, so that many unknown ids cannot livelock a round: at most ``LOOKUPS_PER_BATCH``
+        tasks, concurrently, each given ``LOOKUP_BUDGET_S`` in all; each answer is applied as it
+        comes. The tasks left over come back at once, to the next request.
+        """
+        by_task: dict[str, list[Watch]] = {}
+        for watch in watches:
+            by_task.setdefault(watch.task_id, []).append(watch)
+        asked = list(by_task)[:LOOKUPS_PER_BATCH]
+        for task_id in list(by_task)[LOOKUPS_PER_BATCH:]:
+            outcomes.polls.extend(self._retry_now(w) for w in by_task[task_id])
+
+        async def look_up(task_id: str) -> None:
+            answer: MoniteResult
             try:
-                head = msgspec.json.decode(raw, type=_TaskHead)
-            except (msgspec.DecodeError, RecursionError):
-                continue  # asked for alone below, where the decode failure becomes the outcome
-            answers[head.id] = MoniteOk(status=200, body=raw)
-        # A task missing from the list is unknown to Monite or of another entity: only a GET by id
-        # tells a 404 apart from a task that merely did not fit the page.
-        for task_id in task_ids:
-            if task_id not in answers:
-                answers[task_id] = await self.monite.get_task(
-                    task_id, entity_id, priority="low", max_wait_s=BUDGET_WAIT_S
+                answer = await asyncio.wait_for(
+                    self.monite.get_task(
+                        task_id, entity_id, priority="low", max_wait_s=LOOKUP_BUDGET_S
+                    ),
+                    LOOKUP_BUDGET_S,
                 )
-        return answers
+            except TimeoutError:
+                answer = MoniteUnavailable(
+                    status=None, error=f"no answer within {LOOKUP_BUDGET_S:g} s"
+                )
+            for watch in by_task[task_id]:
+                await self._apply(watch, answer, outcomes)
+
+        await asyncio.gather(*(look_up(task_id) for task_id in asked))
+
+    def _retry_now(self, watch: Watch) -> PollRecord:
+        """A watch not asked about this time: due again at once, not counted as a poll."""
+        now = wall_ms()
+        return PollRecord(watch_id=watch.id, kind="wait", status=None, due_ms=now, early_ms=now)
 
     async def _apply(self, watch: Watch, answer: MoniteResult, outcomes: _Outcomes) -> None:
-        """Act on Monite's answer: poll the watch again later, or finish it."""
+        """Act on Monite's answer: poll the watch again later, or finish it.
+
+        Nothing Monite sends can raise out of here and take the watch's batch-mates down: an
+        answer this code cannot act on fails its watch alone (``invalid_payload``). Redis errors
+        do raise: the round ends, and its leased watches come back when their lease runs out.
+        """
+        try:
+            await self._act_on(watch, answer, outcomes)
+        except RedisError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "could not act on Monite's answer",
+                extra={"watch_id": watch.id, "task_id": watch.task_id},
+            )
+            message = f"Monite's answer could not be processed ({type(exc).__name__})"
+            await self._finish_failed(watch, outcomes, "invalid_payload", message)
+
+    async def _act_on(self, watch: Watch, answer: MoniteResult, outcomes: _Outcomes) -> None:
         ctx = {"watch_id": watch.id, "task_id": watch.task_id}
         if not isinstance(answer, MoniteOk):
             metrics.POLLS.labels(_RESULT_LABELS[type(answer)]).inc()
@@ -355,6 +404,7 @@ class Poller:
             w.ocr_failure = failure
             w.delivery_series = 1
             w.delivery_attempts = 0
+            w.next_attempt_at = now_utc()
             if status is not None:
                 w.polls += 1
                 w.last_monite_status = status
@@ -405,3 +455,15 @@ class _TaskHead(msgspec.Struct):
     """Just enough of a task to route a list item to its watches."""
 
     id: str
+
+
+def _by_id(items: Sequence[bytes]) -> dict[str, bytes]:
+    """The raw items of a list answer by task id; an item without a readable id is left out
+    (asked for alone, where the decode failure becomes its watch's outcome)."""
+    found: dict[str, bytes] = {}
+    for raw in items:
+        try:
+            found[msgspec.json.decode(raw, type=_TaskHead).id] = raw
+        except (msgspec.DecodeError, RecursionError):
+            continue
+    return found

@@ -116,14 +116,18 @@ class Queue:
 
     async def schedule_delivery(
         self, watch_id: str, series: int, attempt: int, delay_s: float
-    ) -> None:
-        """Run delivery attempt ``attempt`` of series ``series`` of a watch after ``delay_s``."""
-        await self.redis.enqueue_job(
+    ) -> bool:
+        """Run delivery attempt ``attempt`` of series ``series`` of a watch after ``delay_s``.
+
+        False when that attempt's job is already queued (or running): nothing new was made.
+        """
+        job = await self.redis.enqueue_job(
             DELIVER,
             watch_id,
             _job_id=self.keys.job_id("deliver", watch_id, str(series), str(attempt)),
             _defer_by=max(0.0, delay_s),
         )
+        return job is not None
 
     async def deliver_now(self, watch_ids: Sequence[str]) -> None:
         """Run the first delivery attempts of several watches at once, in one job.

@@ -24,10 +24,20 @@ from typing import Final, Literal, cast
 import msgspec
 from redis.asyncio import Redis
 
-from service.domain.watch import TERMINAL_STATES, Transition, Watch, WatchState
+from service.domain.schedule import due_ms_of, priority_score
+from service.domain.watch import (
+    TERMINAL_STATES,
+    Transition,
+    Watch,
+    WatchState,
+    delivery_step_at,
+)
 from service.keys import Keys
 
 _CAS_RETRIES: Final = 20
+# How long one reconcile run may sweep expired watches: at ~1,000 finishes/s sustained, the sweep
+# must remove as many per second (bench/RESULTS.md measures what one run removes).
+SWEEP_BUDGET_S: Final = 2.0
 # The value of an Idempotency-Key held by a request that acts before it registers (it creates the
 # Monite task first); it becomes the watch id once the watch is stored.
 IDEMPOTENCY_PENDING: Final = "pending"
@@ -86,57 +96,84 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
-# KEYS: watch, transitions, due set, groups, attempts, event, stats, early set; with ARGV[9],
-# also the registration (dedupe) key, the task's watch set, the expiring set.
-# ARGV[9]: seconds the records of a finished watch are kept ('' = unchanged, '0' = keep forever);
-# they expire together, its registration too if it is still this watch's; the task's set lets go
-# of it (pushes only concern polling watches); its listing entry is swept once it has expired
-# (ARGV[18]: now in ms; ARGV[19]: its entry in the expiring set).
-# ARGV[10], ARGV[11]: old and new state when the state changes (for the state counts);
-# ARGV[12..14]: polls, poll errors, last Monite status when the update changed them ('' if not).
-# ARGV[16]: an event record stored with the change ('' = none); ARGV[17]: a delivery attempt
-# appended to the log whether or not the change is made ('' = none): an attempt happened.
+# The compare-and-set of a watch, and everything that must change with it, in one script.
+# KEYS: 1 watch, 2 transitions, 3 due set, 4 early set, 5 attempts, 6 event, 7 stats,
+#       8 delivery index; on a state change (only then) also 9 registration, 10 the task's watch
+#       set, 11 expiring set.
+# ARGV: 1 expected version, 2 record, 3 new version, 4 transition ('' = none), 5 watch id,
+#       6 new state, 7 delivery score ('' = not delivering), 8 polls, 9 poll errors, 10 last Monite
+#       status ('' = unchanged), 11 event record ('' = none), 12 attempt ('' = none); on a state
+#       change 13 old state, 14 retention s ('0' = keep: unfinished again), 15 now ms,
+#       16 expiring entry of the new state, 17 expiring entry of the old state.
+# An attempt is appended whether or not the change is made (it happened), but only while the
+# watch exists, and with the watch's own expiry: a log never outlives its watch.
+# The next step is written from the new state alone: a watch that is not `polling` leaves the due
+# sets, one that is `delivering` is (re)scored in the delivery index and any other leaves it. So
+# no write can leave an unfinished watch without a next step, nor a finished one with one.
 _CAS = """
-if ARGV[17] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[17]) end
+local id = ARGV[5]
+if ARGV[12] ~= '' then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl ~= -2 then
+    redis.call('RPUSH', KEYS[5], ARGV[12])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[5], ttl) end
+  end
+end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
-if ARGV[16] ~= '' then redis.call('SET', KEYS[6], ARGV[16]) end
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2], 's', ARGV[15])
-if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'p', ARGV[12]) end
-if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[13]) end
-if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'm', ARGV[14]) end
+if ARGV[11] ~= '' then redis.call('SET', KEYS[6], ARGV[11]) end
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2], 's', ARGV[6])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'p', ARGV[8]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[9]) end
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'm', ARGV[10]) end
 if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
-if ARGV[5] == 'remove' then
-  redis.call('ZREM', KEYS[3], ARGV[6])
-  redis.call('ZREM', KEYS[8], ARGV[6])
+if ARGV[6] ~= 'polling' then
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
 end
-if ARGV[5] == 'add' then
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-  redis.call('ZADD', KEYS[8], ARGV[7], ARGV[6])
-  redis.call('SADD', KEYS[4], ARGV[8])
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[8], ARGV[7], id)
+else redis.call('ZREM', KEYS[8], id) end
+if #KEYS == 8 then return 1 end
+redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[13], -1)
+redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[6], 1)
+redis.call('HINCRBY', KEYS[7], 'entered:' .. ARGV[6], 1)
+local owned = {KEYS[1], KEYS[2], KEYS[5], KEYS[6]}
+local registered = redis.call('GET', KEYS[9]) == id
+if ARGV[14] == '0' then
+  for _, key in ipairs(owned) do redis.call('PERSIST', key) end
+  if registered then redis.call('PERSIST', KEYS[9]) end
+  redis.call('ZREM', KEYS[11], ARGV[17])
+  return 1
 end
-if ARGV[10] ~= '' then
-  redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[10], -1)
-  redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[11], 1)
-  redis.call('HINCRBY', KEYS[7], 'entered:' .. ARGV[11], 1)
+for _, key in ipairs(owned) do redis.call('EXPIRE', key, ARGV[14]) end
+if registered then
+  -- A cancelled registration is forgotten at once: the same task + callback may register anew.
+  if ARGV[6] == 'cancelled' then redis.call('DEL', KEYS[9])
+  else redis.call('EXPIRE', KEYS[9], ARGV[14]) end
 end
-if ARGV[9] ~= '' then
-  for i = 1, 6 do
-    if i ~= 3 and i ~= 4 then
-      if ARGV[9] == '0' then redis.call('PERSIST', KEYS[i])
-      else redis.call('EXPIRE', KEYS[i], ARGV[9]) end
-    end
-  end
-  local registered = redis.call('GET', KEYS[9]) == ARGV[6]
-  if ARGV[9] == '0' then
-    if registered then redis.call('PERSIST', KEYS[9]) end
-    redis.call('ZREM', KEYS[11], ARGV[19])
-  else
-    if registered then redis.call('EXPIRE', KEYS[9], ARGV[9]) end
-    redis.call('SREM', KEYS[10], ARGV[6])
-    redis.call('ZADD', KEYS[11], tonumber(ARGV[18]) + tonumber(ARGV[9]) * 1000, ARGV[19])
-  end
-end
+redis.call('SREM', KEYS[10], id)
+redis.call('ZADD', KEYS[11], tonumber(ARGV[15]) + tonumber(ARGV[14]) * 1000, ARGV[16])
 return 1
+"""
+
+# Sweeps up to ARGV[2] expiring entries due by ARGV[1] (KEYS: expiring set, stats): an entry
+# is "watch key\nlisting index\nlisting member\nstate". Each entry is taken out by one sweep
+# only (ZREM answers 1 once), so concurrent sweeps never count a watch twice. Answers {entries
+# looked at, watches swept}.
+_SWEEP = r"""
+local entries = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+local swept = 0
+for _, entry in ipairs(entries) do
+  local watch, index, member, state = string.match(entry, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n?(.*)$')
+  local ttl = redis.call('PTTL', watch)
+  if ttl >= 0 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + ttl, entry)
+  elseif redis.call('ZREM', KEYS[1], entry) == 1 and ttl == -2 then
+    redis.call('ZREM', index, member)
+    if state ~= '' then redis.call('HINCRBY', KEYS[2], 'current:' .. state, -1) end
+    swept = swept + 1
+  end
+end
+return {#entries, swept}
 """
 
 # Claims watches for one poll round (KEYS: due, early): those due now, then, to fill a request
@@ -168,8 +205,9 @@ return ids
 """
 
 # A push. KEYS: replay marker, the task's watch ids, then per group: due, early, round lock;
-# ARGV[1]: replay window (s). Nothing if seen before; else the task's watches polling in each group
-# become due first, and per group come back how many did and whether a round is polling it now.
+# ARGV[1]: replay window (s), ARGV[2]: now as a priority score. Nothing if seen before; else the
+# task's watches polling in each group become due first, and per group come back how many did and
+# whether a round is polling it now.
 _PUSH = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
 local ids = redis.call('SMEMBERS', KEYS[2])
@@ -178,8 +216,8 @@ for i = 3, #KEYS, 3 do
   local moved = 0
   for _, id in ipairs(ids) do
     if redis.call('ZSCORE', KEYS[i], id) then
-      redis.call('ZADD', KEYS[i], 'LT', 0, id)
-      redis.call('ZADD', KEYS[i + 1], 'LT', 0, id)
+      redis.call('ZADD', KEYS[i], 'LT', ARGV[2], id)
+      redis.call('ZADD', KEYS[i + 1], 'LT', ARGV[2], id)
       moved = moved + 1
     end
   end
@@ -209,12 +247,14 @@ return first[2]
 """
 
 # Records polls that found their task still processing (or failed to reach Monite), for a
-# batch: KEYS due, early; ARGV[1] the watch key prefix, then per watch 5 values: id, kind
-# ('poll': Monite answered; 'error': it did not; 'wait': rate-limited, not a poll), Monite's status,
-# next due ms, early ms. A watch no longer polling (cancelled meanwhile) is left alone, and stays
-# out of the sets.
+# batch: KEYS due, early; ARGV[1] the watch key prefix, ARGV[2] now (ms), then per watch 5 values:
+# id, kind ('poll': Monite answered; 'error': it did not; 'wait': rate-limited, not a poll),
+# Monite's status, next due ms, early ms. A watch no longer polling (cancelled meanwhile) is left
+# alone. One whose score is no longer the round's lease (in the future) was made due meanwhile by
+# a push: it keeps that score, or the push's news would wait for the next poll.
 _RECORD_POLLS = """
-for i = 2, #ARGV, 5 do
+local now = tonumber(ARGV[2])
+for i = 3, #ARGV, 5 do
   local id = ARGV[i]
   local key = ARGV[1] .. id
   if redis.call('HGET', key, 's') == 'polling' then
@@ -224,10 +264,30 @@ for i = 2, #ARGV, 5 do
     elseif ARGV[i + 1] == 'error' then
       redis.call('HINCRBY', key, 'e', 1)
     end
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 3], id)
-    redis.call('ZADD', KEYS[2], 'XX', ARGV[i + 4], id)
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if not score or tonumber(score) > now then
+      redis.call('ZADD', KEYS[1], ARGV[i + 3], id)
+      redis.call('ZADD', KEYS[2], ARGV[i + 4], id)
+    end
   end
 end
+return 1
+"""
+
+# Forgets a poll group (KEYS: groups, the group's due set; ARGV[1]: the group) only while nothing
+# is due in it: checked and done at once, or a registration joining in between would be dropped.
+_DROP_GROUP = """
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+# Appends a delivery attempt (ARGV[1]) to the log (KEYS[2]) of a watch (KEYS[1]) that exists,
+# with the watch's expiry: an attempt settled after a cancel must not outlive the watch.
+_APPEND_ATTEMPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 """
 
@@ -281,6 +341,14 @@ class PollRecord(msgspec.Struct, frozen=True):
     early_ms: int
 
 
+class GroupHead(msgspec.Struct, frozen=True):
+    """What the reconciler needs to know of a poll group."""
+
+    group: str
+    due_ms: int | None
+    polled: bool
+
+
 class WatchPage(msgspec.Struct, frozen=True):
     """One page of a client's watches, newest first, and the cursor of the next page."""
 
@@ -307,6 +375,9 @@ class Store:
         self._release_idempotency = redis.register_script(_RELEASE_IDEMPOTENCY)
         self._take_over_idempotency = redis.register_script(_TAKE_OVER_IDEMPOTENCY)
         self._cas = redis.register_script(_CAS)
+        self._sweep = redis.register_script(_SWEEP)
+        self._drop_group = redis.register_script(_DROP_GROUP)
+        self._append_attempt = redis.register_script(_APPEND_ATTEMPT)
         self._claim = redis.register_script(_CLAIM)
         self._record_polls = redis.register_script(_RECORD_POLLS)
         self._round_lock = redis.register_script(_ROUND_LOCK)
@@ -420,8 +491,6 @@ class Store:
         mutate: Callable[[Watch], Watch | None],
         *,
         reason: str | None = None,
-        due_group: str | None = None,
-        due_at_ms: int | None = None,
         current: Watch | None = None,
         event: EventRecord | None = None,
         attempt: LoggedAttempt | None = None,
@@ -429,8 +498,8 @@ class Store:
         """Apply ``mutate`` to the current watch with compare-and-set, retrying on conflict.
 
         ``mutate`` gets a copy and returns the new watch, or None to leave it unchanged (then
-        ``update`` returns None). A state change is recorded as a transition; leaving ``polling``
-        removes the watch from its group's due set, entering it with ``due_at_ms`` adds it.
+        ``update`` returns None). A state change is recorded as a transition; the watch's next
+        step follows its new state in the same script (``_CAS``).
 
         The hot paths save round trips: ``current`` is a copy the caller has just read (a stale
         one only costs a retry), ``event`` is stored together with the change (and only if it is
@@ -446,9 +515,7 @@ class Store:
                 if attempt is not None:
                     await self.log_attempt(watch_id, attempt)
                 return None
-            if await self._compare_and_set(
-                current, new, reason, due_group, due_at_ms, event, attempt
-            ):
+            if await self._compare_and_set(current, new, reason, event, attempt):
                 return new
             current, attempt = None, None  # a failed compare-and-set has logged the attempt
         raise RuntimeError(f"watch {watch_id} kept changing under us; giving up this update")
@@ -458,8 +525,6 @@ class Store:
         current: Watch,
         new: Watch,
         reason: str | None,
-        due_group: str | None,
-        due_at_ms: int | None,
         event: EventRecord | None,
         attempt: LoggedAttempt | None,
     ) -> bool:
@@ -467,91 +532,76 @@ class Store:
         watch_id = current.id
         new.version = current.version + 1
         new.updated_at = now_utc()
-        transition = b""
-        due_op = ""
-        retention = ""
-        states = ("", "")
-        if new.state != current.state:
-            states = (current.state.value, new.state.value)
-            retention = str(self.retention_s) if new.state in TERMINAL_STATES else "0"
-            transition = _encode(
-                Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
-            )
-            if current.state == WatchState.POLLING:
-                due_op = "remove"
-        if due_group is not None and due_at_ms is not None and new.state == WatchState.POLLING:
-            due_op = "add"
-        group = due_group or group_of(current)
+        delivery_at = delivery_step_at(new)
+        group = group_of(current)
         keys = [
             self.keys.watch(watch_id),
             self.keys.watch_transitions(watch_id),
             self.keys.due(group),
-            self.keys.groups(),
+            self.keys.early(group),
             self.keys.attempts(watch_id),
             self.keys.event(new.event_id or "-"),
             self.keys.stats(),
-            self.keys.early(group),
+            self.keys.deliveries(),
         ]
         args: list[str | bytes | int] = [
             str(current.version),
             _encode(new),
             str(new.version),
-            transition,
-            due_op,
+            b"",
             watch_id,
-            due_at_ms or 0,
-            group,
-            retention,
-            *states,
+            new.state.value,
+            "" if delivery_at is None else to_ms(delivery_at),
             _changed(current.polls, new.polls),
             _changed(current.poll_errors, new.poll_errors),
             _changed(current.last_monite_status, new.last_monite_status),
-            new.state.value,
             b"" if event is None else _encode(event),
             b"" if attempt is None else _encode(attempt),
         ]
-        if retention:  # a state change: the script also settles what outlives the watch
+        if new.state != current.state:
+            args[3] = _encode(
+                Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
+            )
             keys += [
                 self._registration(current),
                 self.keys.task_watches(current.task_id),
                 self.keys.expiring(),
             ]
-            args += [wall_ms(), self._expiring_entry(current)]
+            retention = self.retention_s if new.state in TERMINAL_STATES else 0
+            args += [
+                current.state.value,
+                retention,
+                wall_ms(),
+                self._expiring_entry(current, new.state),
+                self._expiring_entry(current, current.state),
+            ]
         return bool(await self._cas(keys=keys, args=args))
 
-    def _expiring_entry(self, watch: Watch) -> str:
-        # What the sweep needs once the watch has expired: its key, and its listing entry.
+    def _expiring_entry(self, watch: Watch, state: WatchState) -> str:
+        # What the sweep needs once the watch has expired: its key, its listing entry, and the
+        # state whose count it leaves.
         index = self.keys.client_watches(watch.client)
-        return f"{self.keys.watch(watch.id)}\n{index}\n{index_member(watch)}"
+        return f"{self.keys.watch(watch.id)}\n{index}\n{index_member(watch)}\n{state.value}"
 
-    async def sweep_expired(self, *, now_ms: int, limit: int = 1000) -> int:
-        """Remove the listing entries of up to ``limit`` watches whose records have expired.
+    async def sweep_expired(
+        self, *, now_ms: int, batch: int = 1000, budget_s: float = SWEEP_BUDGET_S
+    ) -> int:
+        """Forget what outlives the watches whose records have expired; returns how many.
 
-        Listing prunes what it meets, but a client that never lists would keep every entry
-        forever. A watch redelivered meanwhile has no expiry and is left (its next finish adds it
-        again); one whose expiry moved is looked at again then. Returns how many were swept.
+        Their listing entries go (listing prunes what it meets, but a client that never lists
+        would keep them forever) and so does their share of ``current:<state>``, so the watch
+        gauge counts watches that exist. A watch redelivered meanwhile has no expiry and is left
+        (its next finish adds it again); one whose expiry moved is looked at again then. Sweeps
+        ``batch`` entries per round trip until none is left or ``budget_s`` has passed.
         """
-        expiring = self.keys.expiring()
-        entries = await self.redis.zrangebyscore(expiring, "-inf", now_ms, start=0, num=limit)
-        if not entries:
-            return 0
-        parsed = [entry.decode().split("\n", 2) for entry in entries]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for watch_key, _, _ in parsed:
-                pipe.pttl(watch_key)
-            ttls = await pipe.execute()
         swept = 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry, (_, index, member), ttl in zip(entries, parsed, ttls, strict=True):
-                if ttl == _KEY_MISSING:
-                    pipe.zrem(index, member)
-                    swept += 1
-                if ttl < 0:  # gone, or alive again without expiry
-                    pipe.zrem(expiring, entry)
-                else:
-                    pipe.zadd(expiring, {entry: now_ms + ttl})
-            await pipe.execute()
-        return swept
+        started = time.monotonic()
+        keys = [self.keys.expiring(), self.keys.stats()]
+        while True:
+            done, count = await self._sweep(keys=keys, args=[now_ms, batch])
+            swept += int(count)
+            if int(done) < batch or time.monotonic() - started > budget_s:
+                return swept
 
     async def state_counts(self) -> dict[str, int]:
         """``current:<state>`` (watches in it now) and ``entered:<state>`` (ever entered) counts."""
@@ -562,10 +612,6 @@ class Store:
         """Every recorded state change of a watch, oldest first."""
         raws = await self.redis.lrange(self.keys.watch_transitions(watch_id), 0, -1)  # type: ignore[misc]
         return [_transition_decoder.decode(r) for r in raws]
-
-    async def forget_registration(self, watch: Watch) -> None:
-        """Let the same client + task + callback register anew (after a cancel)."""
-        await self.redis.delete(self._registration(watch))
 
     def _registration(self, watch: Watch) -> str:
         # The key that makes registering the same client + task + callback again idempotent.
@@ -649,7 +695,7 @@ class Store:
         """Count polls that did not finish their watch and schedule the next ones, in one go."""
         if not polls:
             return
-        args: list[str | int] = [self.keys.watch("")]
+        args: list[str | int] = [self.keys.watch(""), wall_ms()]
         for poll in polls:
             args += [poll.watch_id, poll.kind, poll.status or "", poll.due_ms, poll.early_ms]
         await self._record_polls(keys=[self.keys.due(group), self.keys.early(group)], args=args)
@@ -680,7 +726,7 @@ class Store:
         keys = [self.keys.push_seen(event_id), self.keys.task_watches(task_id)]
         for group in groups:
             keys += [self.keys.due(group), self.keys.early(group), self.keys.round_lock(group)]
-        out = await self._push(keys=keys, args=[replay_window_s])
+        out = await self._push(keys=keys, args=[replay_window_s, priority_score(wall_ms())])
         if out is None:
             return None
         return {group: (int(out[2 * i]), bool(out[2 * i + 1])) for i, group in enumerate(groups)}
@@ -695,7 +741,7 @@ class Store:
             keys=[self.keys.due(group), self.keys.round_lock(group)],
             args=["1" if unless_polled else "0"],
         )
-        return None if score is None else int(float(score))
+        return None if score is None else due_ms_of(float(score))
 
     async def due_count(self, group: str) -> int:
         """How many watches a group has waiting (polling, leased or not)."""
@@ -706,10 +752,66 @@ class Store:
         members = await self.redis.smembers(self.keys.groups())  # type: ignore[misc]
         return sorted(m.decode() for m in members)
 
+    async def next_groups(self, count: int) -> list[str]:
+        """About ``count`` poll groups, going on where the last call (from any process) stopped.
+
+        The reconciler walks the groups a page per run, so its work per run stays bounded however
+        many entities there are; every group is visited within a few runs.
+        """
+        cursor_key = self.keys.groups_cursor()
+        cursor = int(await self.redis.get(cursor_key) or 0)
+        cursor, members = await self.redis.sscan(self.keys.groups(), cursor, count=count)
+        await self.redis.set(cursor_key, cursor)
+        return sorted({m.decode() for m in members})
+
+    async def group_heads(self, groups: Sequence[str]) -> list[GroupHead]:
+        """For each group: when its first watch is due (None: none waits) and whether a round
+        holds it now; one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.zrange(self.keys.due(group), 0, 0, withscores=True)
+                pipe.exists(self.keys.round_lock(group))
+            answers = await pipe.execute()
+        return [
+            GroupHead(
+                group=group,
+                due_ms=due_ms_of(first[0][1]) if first else None,
+                polled=bool(locked),
+            )
+            for group, first, locked in zip(groups, answers[::2], answers[1::2], strict=True)
+        ]
+
+    async def deliveries_due(self, *, until_ms: int, limit: int) -> list[Watch]:
+        """Up to ``limit`` delivering watches whose next step was due by ``until_ms``, oldest
+        first (their job may be lost: the reconciler sends them on)."""
+        ids = await self.redis.zrangebyscore(
+            self.keys.deliveries(), "-inf", until_ms, start=0, num=limit
+        )
+        watches = await self.get_many([i.decode() for i in ids])
+        return [w for w in watches if w is not None]
+
+    async def oldest_delivery_ms(self) -> int | None:
+        """When the delivery step that has waited longest was due; None when none waits."""
+        first = await self.redis.zrange(self.keys.deliveries(), 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
+    async def record_reconcile(
+        self, reconciled: dict[str, int], overdue_ms: dict[str, int]
+    ) -> None:
+        """Count the steps a reconcile run sent on, and set the overdue gauges it measured."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for step, count in reconciled.items():
+                if count:
+                    pipe.hincrby(self.keys.stats(), f"reconciled:{step}", count)
+            pipe.hset(
+                self.keys.stats(),
+                mapping={f"overdue_ms:{step}": ms for step, ms in overdue_ms.items()},
+            )
+            await pipe.execute()
+
     async def drop_group_if_empty(self, group: str) -> None:
         """Forget a group with nothing due (a new watch adds it again)."""
-        if await self.due_count(group) == 0:
-            await self.redis.srem(self.keys.groups(), group)  # type: ignore[misc]
+        await self._drop_group(keys=[self.keys.groups(), self.keys.due(group)], args=[group])
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         """An event, or None when unknown."""
@@ -717,8 +819,9 @@ class Store:
         return None if raw is None else _event_decoder.decode(raw)
 
     async def log_attempt(self, watch_id: str, attempt: LoggedAttempt) -> None:
-        """Append to a watch's delivery attempt log."""
-        await self.redis.rpush(self.keys.attempts(watch_id), _encode(attempt))  # type: ignore[misc]
+        """Append to a watch's delivery attempt log (nothing once the watch is gone)."""
+        keys = [self.keys.watch(watch_id), self.keys.attempts(watch_id)]
+        await self._append_attempt(keys=keys, args=[_encode(attempt)])
 
     async def attempts(self, watch_id: str) -> list[LoggedAttempt]:
         """The delivery attempt log of a watch, oldest first."""
@@ -788,8 +891,6 @@ class InvalidCursor(ValueError):
 
 # ``_CREATE``'s answer while another request holds the Idempotency-Key.
 _IN_PROGRESS: Final = 2
-# PTTL's answer for a key that does not exist.
-_KEY_MISSING: Final = -2
 
 
 def wall_ms() -> int:

@@ -11,6 +11,7 @@ from typing import Final
 
 import msgspec
 
+from service.domain.schedule import priority_score
 from service.domain.signing import generate_secret
 from service.domain.watch import SigningSecret, Watch, WatchState, can_redeliver
 from service.ids import new_id
@@ -89,8 +90,8 @@ class WatchService:
                 if reg.idempotency_key
                 else None
             ),
-            # Due since the epoch: a first poll goes before every overdue re-poll of its group.
-            first_poll_at_ms=0,
+            # A first poll goes before every overdue re-poll of its group.
+            first_poll_at_ms=priority_score(to_ms(now)),
             idempotency_claimed=reg.idempotency_claimed,
         )
         if result.created:
@@ -130,18 +131,21 @@ class WatchService:
             return w
 
         cancelled = await self.store.update(watch_id, mutate, reason="cancelled by client")
-        if cancelled is None:
-            return await self.store.get(watch_id)
-        await self.store.forget_registration(watch)
-        return cancelled
+        return cancelled or await self.store.get(watch_id)
 
     async def redeliver(self, client: str, watch_id: str) -> Watch | None:
-        """Start a new delivery series of the final event (same event id, so same webhook-id)."""
+        """Start a new delivery series of the final event (same event id, so same webhook-id).
+
+        A watch already delivering is returned as it is: a client retrying a redelivery whose
+        answer it lost gets what it asked for, not an error.
+        """
         watch = await self.get(client, watch_id)
         if watch is None:
             return None
 
         def mutate(w: Watch) -> Watch | None:
+            if w.state == WatchState.DELIVERING:
+                return None
             if not can_redeliver(w.state, w.event_id is not None):
                 raise NotAllowed(
                     f"a watch in state {w.state.value!r} has no finished delivery to repeat"
@@ -151,11 +155,14 @@ class WatchService:
             w.delivery_series += 1
             w.delivery_attempts = 0
             w.delivery_in_flight_until = None
+            w.next_attempt_at = now_utc()
             return w
 
         updated = await self.store.update(watch_id, mutate, reason="redelivery requested")
-        if updated is not None:
-            await self.queue.schedule_delivery(watch_id, updated.delivery_series, 1, 0.0)
+        if updated is None:
+            return await self.store.get(watch_id)
+        # Only an accelerator: the delivery index holds the step if this enqueue is lost.
+        await self.queue.schedule_delivery(watch_id, updated.delivery_series, 1, 0.0)
         return updated
 
     async def rotate_secret(self, client: str, watch_id: str) -> tuple[Watch, str] | None:

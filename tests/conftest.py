@@ -406,3 +406,24 @@ async def serving() -> AsyncIterator[Callable[..., asyncio.Task[None]]]:
 async def worker(start_worker: Callable[..., Awaitable[Worker]]) -> Worker:
     """One running in-process worker."""
     return await start_worker()
+
+
+# --- queue and reconciler fixtures ---
+# The store's companions on the same Redis slice, for tests that call the services directly.
+
+from arq.connections import ArqRedis  # noqa: E402
+
+from service.queue import Queue  # noqa: E402
+from service.reconcile import Reconciler  # noqa: E402
+
+
+@pytest.fixture
+def queue(store: Store) -> Queue:
+    """The job queue on this test's key prefix (arq's keys carry the prefix too)."""
+    return Queue(ArqRedis(connection_pool=store.redis.connection_pool), store.keys)
+
+
+@pytest.fixture
+def reconciler(store: Store, queue: Queue) -> Reconciler:
+    """The reconciler of this test's store and queue."""
+    return Reconciler(store, queue)

@@ -376,6 +376,7 @@ async def test_recorded_polls_count_and_reschedule_a_whole_batch(store: Store) -
     first, _ = await create(store, make_watch(task_id="a"))
     second, _ = await create(store, make_watch(task_id="b"))
     now = wall_ms()
+    await store.claim_due("-", now_ms=now, limit=10, lease_ms=60_000)
     await store.record_polls(
         "-",
         [

@@ -9,7 +9,7 @@ from arq import Retry
 from service.dispatch import Busy, Dispatcher
 from service.polling import Poller
 from service.queue import Queue
-from service.store import Store, wall_ms
+from service.reconcile import Reconciler
 
 
 async def poll_round(ctx: dict[str, Any], group: str, slot: int) -> int:
@@ -39,19 +39,8 @@ async def deliver_batch(ctx: dict[str, Any], watch_ids: list[str]) -> int:
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
-    """Safety net: make sure every group with due watches and no round polling it has one coming.
-
-    Also sweeps what expired watches left behind (their listing entries).
-    """
-    store: Store = ctx["store"]
-    queue: Queue = ctx["queue"]
-    await store.sweep_expired(now_ms=wall_ms())
-    scheduled = 0
-    for group in await store.groups():
-        earliest = await store.earliest_due_ms(group, unless_polled=True)
-        if earliest is None:
-            await store.drop_group_if_empty(group)
-            continue
-        await queue.schedule_round(group, max(earliest, wall_ms()))
-        scheduled += 1
-    return scheduled
+    """Safety net: send on every overdue next step (poll rounds, deliveries) whose job was lost,
+    and sweep what expired watches left behind; returns how many steps were sent on."""
+    reconciler: Reconciler = ctx["reconciler"]
+    report = await reconciler.run()
+    return report.rounds + report.deliveries

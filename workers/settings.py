@@ -21,6 +21,7 @@ from service.keys import Keys
 from service.monite import MoniteClient, build_monite_http
 from service.polling import ROUND_BUDGET_S, Poller
 from service.queue import DELIVER, DELIVER_BATCH, POLL_ROUND, Queue, connect
+from service.reconcile import Reconciler
 from service.settings import Settings
 from service.store import Store
 from workers.jobs import deliver, deliver_batch, poll_round, reconcile
@@ -50,6 +51,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         monite_http=http,
         callbacks=callbacks,
         poller=Poller(settings, store, queue, monite),
+        reconciler=Reconciler(store, queue),
         dispatcher=Dispatcher(settings, store, queue, callbacks),
     )
     log.info("worker ready")

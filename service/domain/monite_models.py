@@ -14,7 +14,7 @@ decides what is readable.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
 from typing import Annotated, Final, TypeVar
@@ -205,8 +205,11 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
 
 
 def decode_task(body: bytes) -> OcrTask:
-    """Decode one OCR task; raises ``msgspec.DecodeError``/``ValidationError`` if invalid."""
-    task = _decode(_task_decoder, body)
+    """Decode one OCR task; raises ``msgspec.DecodeError``/``ValidationError`` if invalid.
+
+    Its timestamps are always timezone-aware: one sent without an offset is UTC.
+    """
+    task = _aware(_decode(_task_decoder, body))
     _check_numbers(task.recognized_data, "$.recognized_data")
     return task
 
@@ -214,9 +217,22 @@ def decode_task(body: bytes) -> OcrTask:
 def decode_page(body: bytes) -> OcrTaskPage:
     """Decode one page of the task list; raises like ``decode_task``."""
     page = _decode(_page_decoder, body)
+    page.data[:] = map(_aware, page.data)
     for index, task in enumerate(page.data):
         _check_numbers(task.recognized_data, f"$.data[{index}].recognized_data")
     return page
+
+
+def _aware(task: OcrTask) -> OcrTask:
+    # Monite documents its timestamps as UTC, but has been seen sending them without an offset;
+    # a naive datetime would make every later comparison with an aware one raise.
+    if task.created_at.tzinfo is not None and task.updated_at.tzinfo is not None:
+        return task
+    return msgspec.structs.replace(
+        task,
+        created_at=task.created_at.replace(tzinfo=task.created_at.tzinfo or UTC),
+        updated_at=task.updated_at.replace(tzinfo=task.updated_at.tzinfo or UTC),
+    )
 
 
 def _check_numbers(data: OcrRecognizedData | None, path: str) -> None:

@@ -104,11 +104,26 @@ class Watch(msgspec.Struct, kw_only=True):
     delivery_series: int = 0
     delivery_attempts: int = 0
     delivery_in_flight_until: datetime | None = None
+    # When the next delivery attempt of a `delivering` watch is due: the score of its entry in the
+    # delivery index (see ``delivery_step_at``), kept in the record so the two cannot disagree.
+    next_attempt_at: datetime | None = None
     version: int = 0
 
     def active_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets that sign at ``now``: the current one and any still in its grace period."""
         return tuple(s.value for s in self.secrets if s.expires_at is None or s.expires_at > now)
+
+
+def delivery_step_at(watch: Watch) -> datetime | None:
+    """When a ``delivering`` watch's next step is due, None for a watch in any other state.
+
+    An attempt in flight holds the watch until its lease ends: past that, the attempt's worker is
+    presumed dead and the step is overdue. Otherwise the next attempt's time; a record written
+    before ``next_attempt_at`` existed is due at once.
+    """
+    if watch.state != WatchState.DELIVERING:
+        return None
+    return watch.delivery_in_flight_until or watch.next_attempt_at or watch.updated_at
 
 
 class Transition(msgspec.Struct, frozen=True):
