@@ -1,4 +1,5 @@
-"""The simulator's chaos knobs: 5xx, latency, hangs, malformed bodies, forced 404 and error."""
+"""The simulator's chaos knobs: 5xx, latency, hangs, malformed bodies, forced 404 and error,
+slow per-id answers."""
 
 from __future__ import annotations
 
@@ -86,13 +87,40 @@ async def test_error_ids_finish_in_error(
     assert "recognized_data" not in body
 
 
+async def test_get_latency_longer_than_the_client_timeout_times_out_per_id_gets(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(get_latency_s=5.0)
+    with pytest.raises(httpx.ReadTimeout):
+        await monite.get(f"/ocr_tasks/{task.id}", timeout=0.3)
+
+
+async def test_get_latency_leaves_list_answers_undelayed(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(get_latency_s=5.0)
+    response = await monite.get("/ocr_tasks", params={"id__in": task.id}, timeout=2.0)
+    assert [t["id"] for t in response.json()["data"]] == [task.id]
+
+
 async def test_chaos_patch_keeps_fields_it_does_not_name(simulator: SimulatorControl) -> None:
     await simulator.chaos(error_rate=0.5)
     chaos = await simulator.chaos(latency_s=0.1)
     assert (chaos.error_rate, chaos.latency_s) == (0.5, 0.1)
 
 
-@pytest.mark.parametrize("body", [{"error_rate": 2}, {"hang_s": 0}, {"colour": "red"}, []])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error_rate": 2},
+        {"hang_s": 0},
+        {"colour": "red"},
+        [],
+        {"get_latency_s": -1},
+    ],
+)
 async def test_invalid_chaos_patch_is_422_and_changes_nothing(
     simulator: SimulatorControl, body: object
 ) -> None:

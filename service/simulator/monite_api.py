@@ -6,6 +6,7 @@ Handler names are Monite's operation ids; the counters report requests under the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import uuid
 from typing import Any, Final, TypeVar
@@ -112,6 +113,8 @@ async def get_ocr_tasks_id(
     task_id: FromPath[str], sim: SimulatorDep, caller: CallerDep
 ) -> Response[bytes]:
     """One task; another entity's task is 404 like an unknown one."""
+    if sim.chaos.get_latency_s:
+        await asyncio.sleep(sim.chaos.get_latency_s)
     try:
         key = str(uuid.UUID(task_id))
     except ValueError:
