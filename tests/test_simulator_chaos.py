@@ -1,8 +1,9 @@
 """The simulator's chaos knobs: 5xx, latency, hangs, malformed bodies, forced 404 and error,
-slow per-id answers."""
+timestamps without an offset, slow per-id answers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 
@@ -87,6 +88,28 @@ async def test_error_ids_finish_in_error(
     assert "recognized_data" not in body
 
 
+async def test_naive_timestamps_name_the_same_moment_without_an_offset(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(naive_timestamp_rate=1.0)
+    body = (await monite.get(f"/ocr_tasks/{task.id}")).json()
+    assert body["created_at"] == task.created_at.removesuffix("Z")
+    assert body["updated_at"] == task.updated_at.removesuffix("Z")
+    assert dt.datetime.fromisoformat(body["updated_at"]).tzinfo is None
+
+
+async def test_naive_timestamps_reach_list_answers(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY, outcome="never")
+    await simulator.chaos(naive_timestamp_rate=1.0)
+    listed = (await monite.get("/ocr_tasks", params={"id__in": task.id})).json()["data"]
+    assert [(t["created_at"], t["updated_at"]) for t in listed] == [
+        (task.created_at.removesuffix("Z"), task.updated_at.removesuffix("Z"))
+    ]
+
+
 async def test_get_latency_longer_than_the_client_timeout_times_out_per_id_gets(
     simulator: SimulatorControl, monite: httpx.AsyncClient
 ) -> None:
@@ -118,6 +141,7 @@ async def test_chaos_patch_keeps_fields_it_does_not_name(simulator: SimulatorCon
         {"hang_s": 0},
         {"colour": "red"},
         [],
+        {"naive_timestamp_rate": 1.5},
         {"get_latency_s": -1},
     ],
 )

@@ -53,6 +53,7 @@ def test_environment_sets_knobs_and_chaos() -> None:
         ("SIM_SEED", "x"),
         ("SIM_WEBHOOK_URL", "ftp://hooks"),
         ("SIM_NOT_FOUND_IDS", "abc"),
+        ("SIM_NAIVE_TIMESTAMP_RATE", "2"),
         ("SIM_GET_LATENCY_S", "-1"),
     ],
 )

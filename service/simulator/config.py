@@ -40,6 +40,9 @@ class Chaos(msgspec.Struct, frozen=True, kw_only=True):
     """Task ids that answer 404 and are left out of lists, whatever their state."""
     error_ids: frozenset[str] = frozenset()
     """Task ids whose OCR ends in ``error`` (when it finishes) instead of their planned outcome."""
+    naive_timestamp_rate: Rate = 0.0
+    """Fraction of task reads (one task or a list) whose ``created_at``/``updated_at`` have no
+    UTC offset (``2026-11-29T01:02:03.123456``), as Monite has been seen to answer."""
     get_latency_s: Seconds = 0.0
     """Delay added to ``GET /v1/ocr_tasks/{id}`` only (on top of ``latency_s``)."""
 
@@ -183,6 +186,7 @@ _ENV: Final[dict[str, tuple[str, str, Callable[[str], Any]]]] = {
     "SIM_MALFORMED_RATE": ("chaos", "malformed_rate", _number),
     "SIM_NOT_FOUND_IDS": ("chaos", "not_found_ids", _task_ids),
     "SIM_ERROR_IDS": ("chaos", "error_ids", _task_ids),
+    "SIM_NAIVE_TIMESTAMP_RATE": ("chaos", "naive_timestamp_rate", _number),
     "SIM_GET_LATENCY_S": ("chaos", "get_latency_s", _number),
 }
 

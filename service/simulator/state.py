@@ -64,6 +64,12 @@ class Simulator:
         """Tasks as they look now."""
         return TaskView(self.chaos.error_ids, self._generate)
 
+    def read_view(self) -> TaskView:
+        """Tasks as a ``/v1`` read answers them now: chaos may drop the timestamps' UTC offset."""
+        rate = self.chaos.naive_timestamp_rate
+        naive = bool(rate) and self.rng.random() < rate
+        return TaskView(self.chaos.error_ids, self._generate, naive_timestamps=naive)
+
     def counters(self) -> Counters:
         """Counters of every client, the task count and webhook outcomes."""
         return Counters(
