@@ -1,5 +1,5 @@
 """The simulator's chaos knobs: 5xx, latency, hangs, malformed bodies, forced 404 and error,
-timestamps without an offset, slow per-id answers."""
+timestamps without an offset, tasks left out of lists, slow per-id answers."""
 
 from __future__ import annotations
 
@@ -110,6 +110,26 @@ async def test_naive_timestamps_reach_list_answers(
     ]
 
 
+async def test_list_omit_ids_leave_lists_but_answer_per_id(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    omitted = await simulator.create_task(entity_id=ENTITY)
+    shown = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(list_omit_ids=[omitted.id])
+    listed = (await monite.get("/ocr_tasks", params={"id__in": [omitted.id, shown.id]})).json()
+    assert [t["id"] for t in listed["data"]] == [shown.id]
+    assert (await monite.get(f"/ocr_tasks/{omitted.id}")).json()["id"] == omitted.id
+
+
+async def test_list_omit_rate_one_leaves_every_task_out_of_lists(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(list_omit_rate=1.0)
+    assert (await monite.get("/ocr_tasks", params={"id__in": task.id})).json()["data"] == []
+    assert (await monite.get(f"/ocr_tasks/{task.id}")).status_code == 200
+
+
 async def test_get_latency_longer_than_the_client_timeout_times_out_per_id_gets(
     simulator: SimulatorControl, monite: httpx.AsyncClient
 ) -> None:
@@ -142,6 +162,8 @@ async def test_chaos_patch_keeps_fields_it_does_not_name(simulator: SimulatorCon
         {"colour": "red"},
         [],
         {"naive_timestamp_rate": 1.5},
+        {"list_omit_ids": ["abc"]},
+        {"list_omit_rate": -0.1},
         {"get_latency_s": -1},
     ],
 )

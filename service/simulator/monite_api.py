@@ -104,7 +104,7 @@ async def get_ocr_tasks(
         query = parse_query(lambda name: request.query_params.getall(name, []))
     except QueryError as exc:
         return validation_response(exc.loc, exc.msg, "value_error")
-    page = list_page(query, sim.tasks, caller.entity, sim.read_view(), sim.chaos.not_found_ids)
+    page = list_page(query, sim.tasks, caller.entity, sim.read_view(), sim.listed)
     return json_response(page)
 
 
