@@ -1,7 +1,9 @@
-"""The simulator's chaos knobs: 5xx, latency, hangs, malformed bodies, forced 404 and error."""
+"""The simulator's chaos knobs: 5xx, latency, hangs, malformed bodies, forced 404 and error,
+timestamps without an offset, tasks left out of lists, slow per-id answers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 
@@ -86,13 +88,85 @@ async def test_error_ids_finish_in_error(
     assert "recognized_data" not in body
 
 
+async def test_naive_timestamps_name_the_same_moment_without_an_offset(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(naive_timestamp_rate=1.0)
+    body = (await monite.get(f"/ocr_tasks/{task.id}")).json()
+    assert body["created_at"] == task.created_at.removesuffix("Z")
+    assert body["updated_at"] == task.updated_at.removesuffix("Z")
+    assert dt.datetime.fromisoformat(body["updated_at"]).tzinfo is None
+
+
+async def test_naive_timestamps_reach_list_answers(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY, outcome="never")
+    await simulator.chaos(naive_timestamp_rate=1.0)
+    listed = (await monite.get("/ocr_tasks", params={"id__in": task.id})).json()["data"]
+    assert [(t["created_at"], t["updated_at"]) for t in listed] == [
+        (task.created_at.removesuffix("Z"), task.updated_at.removesuffix("Z"))
+    ]
+
+
+async def test_list_omit_ids_leave_lists_but_answer_per_id(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    omitted = await simulator.create_task(entity_id=ENTITY)
+    shown = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(list_omit_ids=[omitted.id])
+    listed = (await monite.get("/ocr_tasks", params={"id__in": [omitted.id, shown.id]})).json()
+    assert [t["id"] for t in listed["data"]] == [shown.id]
+    assert (await monite.get(f"/ocr_tasks/{omitted.id}")).json()["id"] == omitted.id
+
+
+async def test_list_omit_rate_one_leaves_every_task_out_of_lists(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(list_omit_rate=1.0)
+    assert (await monite.get("/ocr_tasks", params={"id__in": task.id})).json()["data"] == []
+    assert (await monite.get(f"/ocr_tasks/{task.id}")).status_code == 200
+
+
+async def test_get_latency_longer_than_the_client_timeout_times_out_per_id_gets(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(get_latency_s=5.0)
+    with pytest.raises(httpx.ReadTimeout):
+        await monite.get(f"/ocr_tasks/{task.id}", timeout=0.3)
+
+
+async def test_get_latency_leaves_list_answers_undelayed(
+    simulator: SimulatorControl, monite: httpx.AsyncClient
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    await simulator.chaos(get_latency_s=5.0)
+    response = await monite.get("/ocr_tasks", params={"id__in": task.id}, timeout=2.0)
+    assert [t["id"] for t in response.json()["data"]] == [task.id]
+
+
 async def test_chaos_patch_keeps_fields_it_does_not_name(simulator: SimulatorControl) -> None:
     await simulator.chaos(error_rate=0.5)
     chaos = await simulator.chaos(latency_s=0.1)
     assert (chaos.error_rate, chaos.latency_s) == (0.5, 0.1)
 
 
-@pytest.mark.parametrize("body", [{"error_rate": 2}, {"hang_s": 0}, {"colour": "red"}, []])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error_rate": 2},
+        {"hang_s": 0},
+        {"colour": "red"},
+        [],
+        {"naive_timestamp_rate": 1.5},
+        {"list_omit_ids": ["abc"]},
+        {"list_omit_rate": -0.1},
+        {"get_latency_s": -1},
+    ],
+)
 async def test_invalid_chaos_patch_is_422_and_changes_nothing(
     simulator: SimulatorControl, body: object
 ) -> None:

@@ -34,12 +34,15 @@ def test_environment_sets_knobs_and_chaos() -> None:
             "SIM_RATE_LIMIT": "12",
             "SIM_ERROR_RATE": "0.25",
             "SIM_ERROR_IDS": "2B9F1C3E-7A41-4D2A-9A51-0C7C1F5E8D10",
+            "SIM_LIST_OMIT_IDS": "2B9F1C3E-7A41-4D2A-9A51-0C7C1F5E8D10, ",
+            "SIM_GET_LATENCY_S": "2.5",
         }
     )
     assert config.knobs.task_duration_s == (0.0, 0.0)
     assert (config.knobs.rate_limit, config.knobs.rate_burst) == (12.0, 12.0)
-    assert config.chaos.error_rate == 0.25
+    assert (config.chaos.error_rate, config.chaos.get_latency_s) == (0.25, 2.5)
     assert config.chaos.error_ids == {"2b9f1c3e-7a41-4d2a-9a51-0c7c1f5e8d10"}
+    assert config.chaos.list_omit_ids == config.chaos.error_ids
 
 
 @pytest.mark.parametrize(
@@ -52,6 +55,10 @@ def test_environment_sets_knobs_and_chaos() -> None:
         ("SIM_SEED", "x"),
         ("SIM_WEBHOOK_URL", "ftp://hooks"),
         ("SIM_NOT_FOUND_IDS", "abc"),
+        ("SIM_NAIVE_TIMESTAMP_RATE", "2"),
+        ("SIM_LIST_OMIT_IDS", "abc"),
+        ("SIM_LIST_OMIT_RATE", "often"),
+        ("SIM_GET_LATENCY_S", "-1"),
     ],
 )
 def test_malformed_variable_raises_settings_error_naming_it(variable: str, value: str) -> None:

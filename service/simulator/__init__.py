@@ -26,7 +26,8 @@ Control surface (``/_sim``, JSON, no auth, not rate limited; 422 on a malformed 
         ``"count"`` (1 to 100000): many alike tasks at once, for benchmarks.
     ``POST /_sim/tasks/{id}/complete`` → 200 task. Optional body ``{"outcome": "success"|"error"}``.
     ``GET|PATCH /_sim/chaos``: faults, see ``Chaos`` (``error_rate``, ``latency_s``,
-        ``hang_rate``, ``hang_s``, ``malformed_rate``, ``not_found_ids``, ``error_ids``).
+        ``hang_rate``, ``hang_s``, ``malformed_rate``, ``not_found_ids``, ``error_ids``,
+        ``naive_timestamp_rate``, ``list_omit_ids``, ``list_omit_rate``, ``get_latency_s``).
     ``GET|PATCH /_sim/settings``: runtime knobs, see ``Knobs`` (``rate_limit``, ``rate_burst``,
         ``token_ttl_s``, ``task_duration_s``, ``ocr_error_rate``, ``mismatch_rate``,
         ``sparse_rate``, ``max_upload_bytes``, ``webhook_url``, ``webhook_secret``).
@@ -52,7 +53,8 @@ Environment (``SIMULATOR_ENV_VARS``; a malformed value raises ``SettingsError``)
     ``SIM_MAX_UPLOAD_BYTES`` (20 MiB), ``SIM_WEBHOOK_URL``, ``SIM_WEBHOOK_SECRET``
     (``whsec_simulator-dev``), and chaos: ``SIM_ERROR_RATE``, ``SIM_LATENCY_S``,
     ``SIM_HANG_RATE``, ``SIM_HANG_S`` (60), ``SIM_MALFORMED_RATE``, ``SIM_NOT_FOUND_IDS``,
-    ``SIM_ERROR_IDS`` (comma-separated task ids).
+    ``SIM_ERROR_IDS``, ``SIM_LIST_OMIT_IDS`` (comma-separated task ids),
+    ``SIM_NAIVE_TIMESTAMP_RATE``, ``SIM_LIST_OMIT_RATE``, ``SIM_GET_LATENCY_S``.
 """
 
 from service.simulator.app import BackgroundSimulator, create_app, serve

@@ -21,10 +21,15 @@ DEV_WEBHOOK_SECRET: Final = "whsec_simulator-dev"  # noqa: S105 - public dev def
 
 Rate = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
+TaskId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")]
+"""A task id as the simulator stores it: a lowercase UUID."""
 
 
 class Chaos(msgspec.Struct, frozen=True, kw_only=True):
-    """Faults injected into ``/v1`` responses; every rate is a probability per request."""
+    """Faults injected into ``/v1`` responses; every rate is a probability per request.
+
+    ``list_omit_rate`` is the exception: it is drawn per task of a list answer.
+    """
 
     error_rate: Rate = 0.0
     """Fraction of requests answered 500, 502 or 503 (503 carries ``Retry-After``)."""
@@ -40,6 +45,15 @@ class Chaos(msgspec.Struct, frozen=True, kw_only=True):
     """Task ids that answer 404 and are left out of lists, whatever their state."""
     error_ids: frozenset[str] = frozenset()
     """Task ids whose OCR ends in ``error`` (when it finishes) instead of their planned outcome."""
+    naive_timestamp_rate: Rate = 0.0
+    """Fraction of task reads (one task or a list) whose ``created_at``/``updated_at`` have no
+    UTC offset (``2026-11-29T01:02:03.123456``), as Monite has been seen to answer."""
+    list_omit_ids: frozenset[TaskId] = frozenset()
+    """Task ids that list answers leave out while ``GET /v1/ocr_tasks/{id}`` still answers them."""
+    list_omit_rate: Rate = 0.0
+    """Chance that a list answer leaves out a task it would show (per task and answer)."""
+    get_latency_s: Seconds = 0.0
+    """Delay added to ``GET /v1/ocr_tasks/{id}`` only (on top of ``latency_s``)."""
 
 
 class Knobs(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,6 +195,10 @@ _ENV: Final[dict[str, tuple[str, str, Callable[[str], Any]]]] = {
     "SIM_MALFORMED_RATE": ("chaos", "malformed_rate", _number),
     "SIM_NOT_FOUND_IDS": ("chaos", "not_found_ids", _task_ids),
     "SIM_ERROR_IDS": ("chaos", "error_ids", _task_ids),
+    "SIM_NAIVE_TIMESTAMP_RATE": ("chaos", "naive_timestamp_rate", _number),
+    "SIM_LIST_OMIT_IDS": ("chaos", "list_omit_ids", _task_ids),
+    "SIM_LIST_OMIT_RATE": ("chaos", "list_omit_rate", _number),
+    "SIM_GET_LATENCY_S": ("chaos", "get_latency_s", _number),
 }
 
 SIMULATOR_ENV_VARS: Final[tuple[str, ...]] = tuple(_ENV)

@@ -91,9 +91,9 @@ def list_page(
     store: TaskStore,
     entity: str,
     view: TaskView,
-    hidden: frozenset[str],
+    listed: Callable[[str], bool],
 ) -> TaskPage:
-    """One page of the entity's tasks; ids in ``hidden`` are left out."""
+    """One page of the entity's tasks; ids for which ``listed`` is false are left out."""
     query = request.query if isinstance(request, Cursor) else request
     if query.id__in is not None:
         candidates: Sequence[Task] = [
@@ -103,7 +103,7 @@ def list_page(
         candidates = store.of_entity(entity)
     key = _sort_key(query.sort)
     matches = sorted(
-        (t for t in candidates if t.id not in hidden and _matches(t, query, view)),
+        (t for t in candidates if _matches(t, query, view) and listed(t.id)),
         key=key,
         reverse=query.order == "desc",
     )

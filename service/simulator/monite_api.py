@@ -6,6 +6,7 @@ Handler names are Monite's operation ids; the counters report requests under the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import uuid
 from typing import Any, Final, TypeVar
@@ -103,7 +104,7 @@ async def get_ocr_tasks(
         query = parse_query(lambda name: request.query_params.getall(name, []))
     except QueryError as exc:
         return validation_response(exc.loc, exc.msg, "value_error")
-    page = list_page(query, sim.tasks, caller.entity, sim.view(), sim.chaos.not_found_ids)
+    page = list_page(query, sim.tasks, caller.entity, sim.read_view(), sim.listed)
     return json_response(page)
 
 
@@ -112,6 +113,8 @@ async def get_ocr_tasks_id(
     task_id: FromPath[str], sim: SimulatorDep, caller: CallerDep
 ) -> Response[bytes]:
     """One task; another entity's task is 404 like an unknown one."""
+    if sim.chaos.get_latency_s:
+        await asyncio.sleep(sim.chaos.get_latency_s)
     try:
         key = str(uuid.UUID(task_id))
     except ValueError:
@@ -121,7 +124,7 @@ async def get_ocr_tasks_id(
     task = None if key in sim.chaos.not_found_ids else sim.tasks.get(key, caller.entity)
     if task is None:
         return error_response(404, NOT_FOUND)
-    return json_response(sim.view().body(task))
+    return json_response(sim.read_view().body(task))
 
 
 @post("/ocr_tasks", name="post_ocr_tasks")

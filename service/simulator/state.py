@@ -64,6 +64,20 @@ class Simulator:
         """Tasks as they look now."""
         return TaskView(self.chaos.error_ids, self._generate)
 
+    def read_view(self) -> TaskView:
+        """Tasks as a ``/v1`` read answers them now: chaos may drop the timestamps' UTC offset."""
+        rate = self.chaos.naive_timestamp_rate
+        naive = bool(rate) and self.rng.random() < rate
+        return TaskView(self.chaos.error_ids, self._generate, naive_timestamps=naive)
+
+    def listed(self, task_id: str) -> bool:
+        """Whether a list answer shows the task, or chaos leaves it out (``not_found_ids``,
+        ``list_omit_ids``, ``list_omit_rate``)."""
+        chaos = self.chaos
+        if task_id in chaos.not_found_ids or task_id in chaos.list_omit_ids:
+            return False
+        return not (chaos.list_omit_rate and self.rng.random() < chaos.list_omit_rate)
+
     def counters(self) -> Counters:
         """Counters of every client, the task count and webhook outcomes."""
         return Counters(

@@ -118,17 +118,21 @@ def new_task_id() -> str:
 class TaskView:
     """Renders tasks as Monite does at one moment, generating ``recognized_data`` on first need."""
 
-    __slots__ = ("error_ids", "generate", "now")
+    __slots__ = ("error_ids", "generate", "naive_timestamps", "now")
 
     def __init__(
         self,
         error_ids: frozenset[str],
         generate: Callable[[Task, DocumentType], msgspec.Raw],
         now: float | None = None,
+        *,
+        naive_timestamps: bool = False,
     ) -> None:
         self.now = time.time() if now is None else now
         self.error_ids = error_ids
         self.generate = generate
+        self.naive_timestamps = naive_timestamps
+        """Render timestamps without their ``Z`` (chaos: no UTC offset at all)."""
 
     def status(self, task: Task) -> TaskStatus:
         """The task's status at this view's moment."""
@@ -143,11 +147,12 @@ class TaskView:
     def body(self, task: Task) -> TaskBody:
         """The task as ``OcrTaskResponseSchema``."""
         status = self.status(task)
+        created_at = self._timestamp(task.created_text)
         if status == "processing":
             return TaskBody(
                 id=task.id,
-                created_at=task.created_text,
-                updated_at=task.created_text,
+                created_at=created_at,
+                updated_at=created_at,
                 status=status,
                 document_type=task.document_type or msgspec.UNSET,
             )
@@ -160,8 +165,8 @@ class TaskView:
             data = task.recognized_data
         return TaskBody(
             id=task.id,
-            created_at=task.created_text,
-            updated_at=format_time(task.finished_at),
+            created_at=created_at,
+            updated_at=self._timestamp(format_time(task.finished_at)),
             status=status,
             document_type=document_type,
             recognized_data=data,
@@ -170,6 +175,9 @@ class TaskView:
     def bodies(self, tasks: Iterable[Task]) -> list[TaskBody]:
         """Several tasks as ``OcrTaskResponseSchema``."""
         return [self.body(t) for t in tasks]
+
+    def _timestamp(self, text: str) -> str:
+        return text.removesuffix("Z") if self.naive_timestamps else text
 
 
 def detected_type(task_id: str) -> DocumentType:
