@@ -107,8 +107,7 @@ class Poller:
                     break
                 if due:
                     polled += await self._poll(group, entity_id, due, outcomes)
-                await self.store.record_polls(group, outcomes.polls)
-                await self.queue.deliver_now(outcomes.handed)
+                await self._carry_out(group, outcomes)
         finally:
             await self.store.unlock_round(group, token)
         await self._schedule_next(group, slot)
@@ -178,8 +177,18 @@ class Poller:
         for watch in watches:
             if watch.task_id in listed:
                 await self._apply(watch, MoniteOk(status=200, body=listed[watch.task_id]), outcomes)
-        await self._look_up(missing, entity_id, outcomes)
+        if missing:
+            # What the list answered goes on now, not after the slower lookups.
+            await self._carry_out(group, outcomes)
+            await self._look_up(missing, entity_id, outcomes)
         return len(watches)
+
+    async def _carry_out(self, group: str, outcomes: _Outcomes) -> None:
+        """Record the polls decided so far and hand the finished watches to delivery."""
+        await self.store.record_polls(group, outcomes.polls)
+        await self.queue.deliver_now(outcomes.handed)
+        outcomes.polls.clear()
+        outcomes.handed.clear()
 
     async def _look_up(
         self, watches: list[Watch], entity_id: str | None, outcomes: _Outcomes

@@ -44,9 +44,10 @@ class ReconcileReport(msgspec.Struct, frozen=True, kw_only=True):
 class Reconciler:
     """One per worker process; ``run`` is the reconcile cron job's body."""
 
-    def __init__(self, store: Store, queue: Queue) -> None:
+    def __init__(self, store: Store, queue: Queue, *, slack_ms: int = SLACK_MS) -> None:
         self.store = store
         self.queue = queue
+        self.slack_ms = slack_ms
 
     async def run(self) -> ReconcileReport:
         """Sweep, then send on overdue poll rounds and deliveries; record what was found."""
@@ -81,7 +82,7 @@ class Reconciler:
             oldest = max(oldest, late)
             if head.polled:
                 continue  # the round holding the group schedules its successor
-            if late > SLACK_MS:
+            if late > self.slack_ms:
                 sent += 1
                 log.warning("poll round overdue, scheduling one", extra={"group": head.group})
             await self.queue.schedule_round(head.group, max(head.due_ms, now))
@@ -95,7 +96,7 @@ class Reconciler:
             return 0, 0
         sent = 0
         for watch in await self.store.deliveries_due(
-            until_ms=now - SLACK_MS, limit=DELIVERIES_PER_RUN
+            until_ms=now - self.slack_ms, limit=DELIVERIES_PER_RUN
         ):
             attempt = watch.delivery_attempts + 1
             if await self.queue.schedule_delivery(watch.id, watch.delivery_series, attempt, 0.0):

@@ -420,10 +420,14 @@ from service.reconcile import Reconciler  # noqa: E402
 @pytest.fixture
 def queue(store: Store) -> Queue:
     """The job queue on this test's key prefix (arq's keys carry the prefix too)."""
-    return Queue(ArqRedis(connection_pool=store.redis.connection_pool), store.keys)
+    arq = ArqRedis(
+        connection_pool=store.redis.connection_pool, default_queue_name=store.keys.queue()
+    )
+    return Queue(arq, store.keys)
 
 
 @pytest.fixture
 def reconciler(store: Store, queue: Queue) -> Reconciler:
-    """The reconciler of this test's store and queue."""
-    return Reconciler(store, queue)
+    """The reconciler of this test's store and queue; a step is overdue as soon as it is due
+    (no slack), so a test need not wait for it."""
+    return Reconciler(store, queue, slack_ms=0)
