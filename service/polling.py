@@ -67,7 +67,7 @@ EARLY_FRACTION: Final = 1 / 3
 BUDGET_WAIT_S: Final = 10.0
 # Tasks a list answer left out are asked for one by one, this many per request at most, within
 # this time in all: many unknown ids must not hold the round (and the answers it has) hostage.
-LOOKUPS_PER_BATCH: Final = 5
+LOOKUPS_PER_BATCH: Final = 20
 LOOKUP_BUDGET_S: Final = 10.0
 
 _FAILURE_MESSAGES: Final[dict[FailureCode, str]] = {
@@ -201,7 +201,9 @@ class Poller:
         comes. The tasks left over come back at once, to the next request.
         """
         by_task: dict[str, list[Watch]] = {}
-        for watch in watches:
+        # Those that failed most often go first: a failed list request counts against every
+        # watch in it, so one always left over would back off further and further.
+        for watch in sorted(watches, key=lambda w: -w.poll_errors):
             by_task.setdefault(watch.task_id, []).append(watch)
         asked = list(by_task)[:LOOKUPS_PER_BATCH]
         for task_id in list(by_task)[LOOKUPS_PER_BATCH:]:

@@ -431,3 +431,60 @@ def reconciler(store: Store, queue: Queue) -> Reconciler:
     """The reconciler of this test's store and queue; a step is overdue as soon as it is due
     (no slack), so a test need not wait for it."""
     return Reconciler(store, queue, slack_ms=0)
+
+
+# --- worker process fixtures ---
+# Real worker processes (``python -m …``) on this test's Redis slice, for faults that need a process
+# of their own: SIGKILL. Each writes its output to a file of the test's tmp_path.
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that give a worker process ``settings``' Redis slice, Monite,
+    schedules and callback policy."""
+    env = {
+        "REDIS_URL": settings.redis_url,
+        "REDIS_KEY_PREFIX": settings.key_prefix,
+        "MONITE_BASE_URL": settings.monite_base_url,
+        "MONITE_TIMEOUT_S": str(settings.monite_timeout_s),
+        "POLL_SCHEDULE_S": ",".join(map(str, settings.poll_schedule_s)),
+        "DELIVERY_SCHEDULE_S": ",".join(map(str, settings.delivery_schedule_s)),
+        "DELIVERY_TIMEOUT_S": str(settings.delivery_timeout_s),
+        "CALLBACK_ALLOWED_NETWORKS": ",".join(settings.callback_allowed_networks),
+        "LOG_LEVEL": "WARNING",
+    }
+    if settings.monite_client_id and settings.monite_client_secret:
+        env["MONITE_CLIENT_ID"] = settings.monite_client_id
+        env["MONITE_CLIENT_SECRET"] = settings.monite_client_secret
+    return env
+
+
+@pytest.fixture
+def spawn_worker(
+    e2e_settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``spawn_worker(settings=None, module="service.cli", *args)``: a worker process (default
+    ``ocr-relay worker``); every one still running is killed afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(
+        settings: Settings | None = None, module: str = "service.cli", *args: str
+    ) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *(args or ("worker",))],
+            env=cli_env(**worker_env(settings or e2e_settings)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
