@@ -584,7 +584,7 @@ class Store:
         return f"{self.keys.watch(watch.id)}\n{index}\n{index_member(watch)}\n{state.value}"
 
     async def sweep_expired(
-        self, *, now_ms: int, batch: int = 1000, budget_s: float = SWEEP_BUDGET_S
+        self, *, now_ms: int, batch: int = 200, budget_s: float = SWEEP_BUDGET_S
     ) -> int:
         """Forget what outlives the watches whose records have expired; returns how many.
 
