@@ -86,7 +86,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     settings = _settings()
     from service.inspect_cmd import run_inspect
 
-    return run_inspect(settings, args.watch_id)
+    return run_inspect(settings, args.watch_id, task_id=args.task, event_id=args.event)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,8 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     hk = add("hash-key", _cmd_hash_key, "create a new API key and print its API_KEYS entry")
     hk.add_argument("--client", default="client", help="client name for the API_KEYS entry")
 
-    insp = add("inspect", _cmd_inspect, "print a watch, its transitions, event and deliveries")
-    insp.add_argument("watch_id")
+    insp = add(
+        "inspect",
+        _cmd_inspect,
+        "print a watch, its transitions, event and deliveries (read-only); find it by its id, "
+        "its event's id or its Monite task",
+    )
+    target = insp.add_mutually_exclusive_group(required=True)
+    target.add_argument("watch_id", nargs="?", metavar="WATCH_ID")
+    target.add_argument("--task", metavar="TASK_ID", help="every watch of this Monite task")
+    target.add_argument("--event", metavar="EVENT_ID", help="the watch of this event")
     return parser
 
 
