@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Final
 
-from litestar import Litestar
+import msgspec
+from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIMediaType,
+    Reference,
+    RequestBody,
+    SecurityScheme,
+)
+from litestar.static_files import create_static_files_router
 
 from service import logs
 from service.api.deps import Services
@@ -18,6 +30,7 @@ from service.api.push import monite_webhook
 from service.api.rate_limit import RateLimitMiddleware
 from service.api.request_metrics import RequestTimer, count_response
 from service.api.schema_doc import event_schema
+from service.api.schemas import DocumentUploadForm, DocumentUrlIn
 from service.api.watches import EventController, WatchController
 from service.egress import CallbackPolicy
 from service.keys import Keys
@@ -30,6 +43,8 @@ from service.store import Store
 from service.watches import WatchService
 
 VERSION = "0.1.0"
+BEARER: Final = "bearer"
+SWAGGER_ASSETS: Final = "/schema/swagger-ui"
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -61,11 +76,17 @@ def create_app(settings: Settings) -> Litestar:
             await http.aclose()
             await redis.aclose(close_connection_pool=True)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            WatchController,
-            EventController,
-            DocumentController,
+            # Every /v1 route but Monite's push takes an API key: the schema says so per route.
+            Router(
+                path="/",
+                route_handlers=[WatchController, EventController, DocumentController],
+                security=[{BEARER: []}],
+            ),
+            create_static_files_router(
+                path=SWAGGER_ASSETS, directories=[str(files("swagger_ui") / "static")]
+            ),
             health_live,
             health_ready,
             metrics_endpoint,
@@ -81,11 +102,48 @@ def create_app(settings: Settings) -> Litestar:
             title="ocr-relay",
             version=VERSION,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    BEARER: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key: Authorization: Bearer <key>",
+                    )
+                }
+            ),
+            # Assets from the swagger-ui-py package, not a CDN, so the UI works offline.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+                )
+            ],
         ),
         logging_config=None,
         debug=False,
     )
+    _describe_document_upload(app.openapi_schema)
+    return app
+
+
+def _describe_document_upload(schema: OpenAPI) -> None:
+    """Give ``POST /v1/documents`` its two request bodies, which its handler parses by hand."""
+    (form, url), components = msgspec.json.schema_components(
+        (DocumentUploadForm, DocumentUrlIn), ref_template="#/components/schemas/{name}"
+    )
+    assert schema.paths is not None and schema.components.schemas is not None  # noqa: PT018
+    operation = schema.paths["/v1/documents"].post
+    assert operation is not None
+    operation.request_body = RequestBody(
+        required=True,
+        content={
+            "multipart/form-data": OpenAPIMediaType(schema=Reference(ref=form["$ref"])),
+            "application/json": OpenAPIMediaType(schema=Reference(ref=url["$ref"])),
+        },
+    )
+    schema.components.schemas.update(components)
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
