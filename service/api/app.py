@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -46,6 +47,8 @@ VERSION = "0.1.0"
 BEARER: Final = "bearer"
 SWAGGER_ASSETS: Final = "/schema/swagger-ui"
 
+log = logging.getLogger("ocr_relay.api")
+
 
 def create_app(settings: Settings) -> Litestar:
     """The API application for ``settings``; Redis and HTTP clients open in its lifespan."""
@@ -53,6 +56,12 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if not settings.api_keys:
+            # Logged as an error: such an API is up and healthy yet refuses every client.
+            log.error(
+                "API_KEYS is empty: every /v1 request will be answered 401; set API_KEYS "
+                "(`ocr-relay hash-key --client NAME` prints a key and its entry)"
+            )
         redis = connect(settings)
         http = build_monite_http(settings)
         store = Store(redis, keys, settings.watch_retention_s)
