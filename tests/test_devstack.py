@@ -332,3 +332,23 @@ def test_the_dev_api_key_is_the_same_on_every_run(tmp_path: Path) -> None:
     first = dev_api_key(tmp_path)
     assert first.startswith("dev_")
     assert dev_api_key(tmp_path) == first
+
+
+def _simulator_error_rate(stack: DevStack) -> float:
+    knobs = httpx.get(f"http://127.0.0.1:{stack.simulator_port}/_sim/settings").json()
+    rate: float = knobs["ocr_error_rate"]
+    return rate
+
+
+@pytest.mark.slow
+def test_the_dev_simulator_fails_no_document_by_default(first_minutes: DevStack) -> None:
+    assert _simulator_error_rate(first_minutes) == 0
+
+
+@pytest.mark.slow
+def test_the_dev_simulator_keeps_an_error_rate_that_is_set(
+    dev_stack: Callable[..., DevStack],
+) -> None:
+    stack = dev_stack(settings={"SIM_OCR_ERROR_RATE": "0.25"})
+    stack.wait_ready()
+    assert _simulator_error_rate(stack) == 0.25
