@@ -401,7 +401,8 @@ def _plan(settings: Settings, environ: Mapping[str, str], redis_url: str, ports:
             f"Dev inbox:  {inbox} (verifies signatures with the secret in "
             f"{DEV_DATA_DIR / DEV_INBOX_SECRET_FILE})",
             f'Upload:     curl -s {api}/v1/documents -H "Authorization: Bearer {key}" '
-            f"-F file=@{sample} -F callback_url={inbox} -F secret={inbox_secret}",
+            f"-F file=@{sample} -F document_type=invoice -F callback_url={inbox} "
+            f"-F secret={inbox_secret}",
             f"Arrived:    curl -s {inbox}",
             f"Inspect:    {_inspect_command(settings, redis_url)}",
         ]

@@ -293,9 +293,10 @@ def _verified_arrival(stack: DevStack, show: str, watch_id: str) -> dict[str, An
     pytest.fail(f"no event of {watch_id} arrived:\n{stack.output()}")
 
 
-def _readme_quick_start() -> list[str]:
+def _readme_block(heading: str) -> list[str]:
+    """The lines of the first bash block under ``heading`` in the README."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Try it") :]
+    section = readme[readme.index(heading) :]
     block = section.partition("```bash\n")[2].partition("\n```")[0]
     return block.splitlines()
 
@@ -304,11 +305,28 @@ def _readme_quick_start() -> list[str]:
 def test_readme_quick_start_delivers_a_signed_event_to_the_dev_inbox(
     first_minutes: DevStack,
 ) -> None:
-    *upload, show = _readme_quick_start()
+    *upload, show = _readme_block("## Try it")
     watch = json.loads(_shell(first_minutes, "\n".join(upload)))
     arrival = _verified_arrival(first_minutes, show, watch["id"])
     assert arrival["verified"] is True, arrival
     assert arrival["event"]["type"] == "invoice.recognized"
+
+
+@pytest.mark.slow
+def test_readme_api_examples_all_succeed_against_the_dev_stack(first_minutes: DevStack) -> None:
+    *upload, show = _readme_block("## Try it")
+    watch = json.loads(_shell(first_minutes, "\n".join(upload)))
+    event_id = _verified_arrival(first_minutes, show, watch["id"])["webhook_id"]
+    examples = [
+        f"WATCH={watch['id']}" if line.startswith("WATCH=") else line.replace("evt_…", event_id)
+        for line in _readme_block("## API")
+    ]
+    status_only = "curl -s -o /dev/null -w '%{http_code} %{method}\\n' "
+    answers = _shell(first_minutes, "\n".join(examples).replace("curl -s ", status_only))
+    assert len(answers.splitlines()) == sum(line.count("curl ") for line in examples), answers
+    failed = [a for a in answers.splitlines() if not a.startswith("2")]
+    # Cancelling a watch that has already been delivered may be refused (409) rather than a no-op.
+    assert failed in ([], ["409 DELETE"]), answers
 
 
 @pytest.mark.slow
@@ -318,6 +336,7 @@ def test_banner_upload_command_delivers_a_verified_event_the_arrived_command_sho
     watch = json.loads(_shell(first_minutes, _banner(first_minutes, "Upload")))
     arrival = _verified_arrival(first_minutes, _banner(first_minutes, "Arrived"), watch["id"])
     assert arrival["verified"] is True, arrival
+    assert arrival["event"]["type"] == "invoice.recognized"
 
 
 @pytest.mark.slow
