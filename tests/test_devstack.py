@@ -327,6 +327,8 @@ def test_readme_api_examples_all_succeed_against_the_dev_stack(first_minutes: De
     failed = [a for a in answers.splitlines() if not a.startswith("2")]
     # Cancelling a watch that has already been delivered may be refused (409) rather than a no-op.
     assert failed in ([], ["409 DELETE"]), answers
+    arrivals = json.loads(_shell(first_minutes, show))
+    assert [a for a in arrivals if not a["verified"]] == []
 
 
 @pytest.mark.slow
