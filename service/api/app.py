@@ -5,21 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 from importlib.resources import files
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import (
-    Components,
-    OpenAPI,
-    OpenAPIMediaType,
-    Reference,
-    RequestBody,
-    SecurityScheme,
-)
+from litestar.openapi.spec import Components, OpenAPI, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from service import logs
@@ -85,7 +79,7 @@ def create_app(settings: Settings) -> Litestar:
             await http.aclose()
             await redis.aclose(close_connection_pool=True)
 
-    app = Litestar(
+    return Litestar(
         route_handlers=[
             # Every /v1 route but Monite's push takes an API key: the schema says so per route.
             Router(
@@ -107,7 +101,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[RequestTimer(), RateLimitMiddleware()],
         before_send=[count_response],
         request_max_body_size=settings.max_upload_bytes + 64 * 1024,
-        openapi_config=OpenAPIConfig(
+        openapi_config=_OpenAPIConfig(
             title="ocr-relay",
             version=VERSION,
             path="/schema",
@@ -133,26 +127,40 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    _describe_document_upload(app.openapi_schema)
-    return app
 
 
-def _describe_document_upload(schema: OpenAPI) -> None:
-    """Give ``POST /v1/documents`` its two request bodies, which its handler parses by hand."""
-    (form, url), components = msgspec.json.schema_components(
-        (DocumentUploadForm, DocumentUrlIn), ref_template="#/components/schemas/{name}"
-    )
-    assert schema.paths is not None and schema.components.schemas is not None  # noqa: PT018
-    operation = schema.paths["/v1/documents"].post
-    assert operation is not None
-    operation.request_body = RequestBody(
-        required=True,
-        content={
-            "multipart/form-data": OpenAPIMediaType(schema=Reference(ref=form["$ref"])),
-            "application/json": OpenAPIMediaType(schema=Reference(ref=url["$ref"])),
-        },
-    )
-    schema.components.schemas.update(components)
+class _OpenAPI(OpenAPI):
+    """The schema Litestar generates, plus what it cannot see: ``POST /v1/documents`` parses its
+    multipart or JSON body by hand, so its two request bodies are described here."""
+
+    def to_schema(self) -> dict[str, Any]:
+        """The schema as served, with the request bodies of ``POST /v1/documents``."""
+        schema = super().to_schema()
+        (form, url), components = msgspec.json.schema_components(
+            (DocumentUploadForm, DocumentUrlIn), ref_template="#/components/schemas/{name}"
+        )
+        schema["paths"]["/v1/documents"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": form},
+                "application/json": {"schema": url},
+            },
+        }
+        schema["components"]["schemas"].update(components)
+        return schema
+
+
+class _OpenAPIConfig(OpenAPIConfig):
+    """Litestar's OpenAPI configuration, building a ``_OpenAPI``.
+
+    Litestar builds the schema lazily, on its first request, and serves ``to_schema()``; patching
+    there keeps the API's start-up (and every test's) free of a schema build.
+    """
+
+    def to_openapi_schema(self) -> OpenAPI:
+        """The root of the schema Litestar fills in with paths and components."""
+        base = super().to_openapi_schema()
+        return _OpenAPI(**{f.name: getattr(base, f.name) for f in fields(base)})
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
