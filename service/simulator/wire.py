@@ -22,13 +22,6 @@ DOCUMENT_TYPES: Final[tuple[DocumentType, ...]] = ("invoice", "credit_note", "re
 TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("processing", "success", "error")
 
 
-class ErrorDetail(msgspec.Struct, kw_only=True):
-    """The inner object of ``ErrorSchemaResponse``."""
-
-    message: str
-    type: str | msgspec.UnsetType = msgspec.UNSET
-
-
 SIMULATED_OCR_ERROR: Final = (
     "simulated by the ocr-relay Monite simulator (SIM_OCR_ERROR_RATE, SIM_ERROR_IDS or a /_sim "
     "request), not a real OCR failure"
@@ -96,6 +89,13 @@ class MessageBody(msgspec.Struct):
     """``MessageResponse``."""
 
     message: str
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    """The inner object of ``ErrorSchemaResponse``."""
+
+    message: str
+    type: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class ErrorBody(msgspec.Struct):
