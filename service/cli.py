@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from service.settings import Settings, SettingsError
 
@@ -52,9 +53,18 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     settings = _settings()
-    from service.devstack import run_dev
+    from service.devstack import Ports, run_dev
 
-    return run_dev(settings, api_port=args.port, simulator_port=args.simulator_port)
+    return run_dev(
+        settings, Ports(api=args.port, simulator=args.simulator_port, inbox=args.inbox_port)
+    )
+
+
+def _cmd_dev_inbox(args: argparse.Namespace) -> int:
+    from service.dev_inbox import serve
+
+    serve(host=args.host, port=args.port, secret_file=args.secret_file)
+    return 0
 
 
 def _cmd_normalize(args: argparse.Namespace) -> int:
@@ -76,7 +86,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     settings = _settings()
     from service.inspect_cmd import run_inspect
 
-    return run_inspect(settings, args.watch_id)
+    return run_inspect(settings, args.watch_id, task_id=args.task, event_id=args.event)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev = add("dev", _cmd_dev, "run api + worker + simulator (+ Redis if needed) in one terminal")
     dev.add_argument("--port", type=int, default=8000, help="API port")
     dev.add_argument("--simulator-port", type=int, default=8100)
+    dev.add_argument("--inbox-port", type=int, default=8200, help="dev inbox port")
+
+    inbox = add(
+        "dev-inbox",
+        _cmd_dev_inbox,
+        "serve the dev inbox: a callback receiver that verifies and records deliveries",
+    )
+    inbox.add_argument("--host", default="127.0.0.1")
+    inbox.add_argument("--port", type=int, default=8200)
+    inbox.add_argument(
+        "--secret-file", type=Path, required=True, help="file holding the whsec_ secret"
+    )
 
     norm = add(
         "normalize", _cmd_normalize, "normalize a Monite OCR task JSON (PATH or - for stdin)"
@@ -118,8 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     hk = add("hash-key", _cmd_hash_key, "create a new API key and print its API_KEYS entry")
     hk.add_argument("--client", default="client", help="client name for the API_KEYS entry")
 
-    insp = add("inspect", _cmd_inspect, "print a watch, its transitions, event and deliveries")
-    insp.add_argument("watch_id")
+    insp = add(
+        "inspect",
+        _cmd_inspect,
+        "print a watch, its transitions, event and deliveries (read-only); find it by its id, "
+        "its event's id or its Monite task",
+    )
+    target = insp.add_mutually_exclusive_group(required=True)
+    target.add_argument("watch_id", nargs="?", metavar="WATCH_ID")
+    target.add_argument("--task", metavar="TASK_ID", help="every watch of this Monite task")
+    target.add_argument("--event", metavar="EVENT_ID", help="the watch of this event")
     return parser
 
 

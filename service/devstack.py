@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO, Final, NamedTuple
@@ -26,9 +26,16 @@ import httpx
 import redis
 from redis.sentinel import Sentinel
 
+from service.dev_inbox import INBOX_PATH
+from service.domain.signing import generate_secret
 from service.sealing import generate_key
 from service.sentinel_url import parse_sentinel_url
-from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
+from service.settings import (
+    DEV_MONITE_CLIENT_ID,
+    DEV_MONITE_CLIENT_SECRET,
+    Settings,
+    without_credentials,
+)
 from service.simulator.config import DEV_WEBHOOK_SECRET
 
 REDIS_INSTALL_HINT: Final = (
@@ -37,6 +44,10 @@ REDIS_INSTALL_HINT: Final = (
     "or point REDIS_URL at a running Redis."
 )
 DEV_DATA_DIR: Final = Path(".ocr-relay")
+SECRETS_KEY_FILE: Final = "secrets.key"
+DEV_API_KEY_FILE: Final = "dev-api-key"
+DEV_INBOX_SECRET_FILE: Final = "dev-inbox-secret"  # noqa: S105 - a file name, not a secret
+SAMPLE_INVOICE: Final = Path(__file__).resolve().parent.parent / "samples" / "invoice.pdf"
 DEV_CALLBACK_NETWORKS: Final = "127.0.0.0/8,::1/128"
 _STOP_TIMEOUT_S: Final = 10.0
 _TICK_S: Final = 0.2
@@ -240,21 +251,35 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", *args]
 
 
-def _dev_api_key() -> tuple[str, str]:
-    key = "dev_" + secrets.token_urlsafe(32)
-    return key, f"dev:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def _dev_secrets_key(path: Path) -> str:
-    """The dev stack's ``SECRETS_KEY``: made once, then reused so that stored watches still open."""
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """The value kept in ``path``: made once, then reused by every later run of the dev stack."""
     if path.exists():
         return path.read_text(encoding="ascii").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = generate_key()
-    # Owner-only from the first byte: the key file is as sensitive as the secrets it seals.
+    value = make()
+    # Owner-only from the first byte: each of these files is as sensitive as what it opens.
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
-        fh.write(key + "\n")
-    return key
+        fh.write(value + "\n")
+    return value
+
+
+def dev_secrets_key(data_dir: Path) -> str:
+    """The dev stack's ``SECRETS_KEY``, kept so that watches sealed by an earlier run still open."""
+    return _kept(data_dir / SECRETS_KEY_FILE, generate_key)
+
+
+def dev_inbox_secret(data_dir: Path) -> str:
+    """The webhook secret the dev inbox verifies with, kept in the dev data dir across runs."""
+    return _kept(data_dir / DEV_INBOX_SECRET_FILE, generate_secret)
+
+
+def dev_api_key(data_dir: Path) -> str:
+    """The API key of the dev stack's client ``dev``, kept in the dev data dir across runs."""
+    return _kept(data_dir / DEV_API_KEY_FILE, lambda: "dev_" + secrets.token_urlsafe(32))
+
+
+def _api_keys_entry(key: str) -> str:
+    return f"dev:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 @contextlib.contextmanager
@@ -279,6 +304,14 @@ def _ready(url: str) -> bool:
         return False
 
 
+class Ports(NamedTuple):
+    """The loopback ports of the dev stack's servers."""
+
+    api: int
+    simulator: int
+    inbox: int
+
+
 class _Plan(NamedTuple):
     """What dev runs: environment overrides for the children, their command lines, the banner."""
 
@@ -287,36 +320,94 @@ class _Plan(NamedTuple):
     banner: list[str]
 
 
-def _plan(settings: Settings, api_port: int, simulator_port: int) -> _Plan:
-    api = f"http://127.0.0.1:{api_port}"
-    plan = _Plan(env={}, commands=[], banner=[f"API:        {api}", f"OpenAPI:    {api}/schema"])
+def _shown_path(path: Path) -> str:
+    """``path`` as short as it can be pasted from here: relative below the working directory."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _inspect_command(settings: Settings, redis_url: str) -> str:
+    """The exact ``inspect`` command line that reads the Redis this dev stack uses."""
+    script = _shown_path(Path(sys.executable).parent / "ocr-relay")
+    env = ""
+    # A URL with a password stays out of the banner; the caller's shell already has it then.
+    if without_credentials(redis_url) == redis_url:
+        env = f"REDIS_URL={redis_url} "
+    if settings.key_prefix != Settings().key_prefix:
+        env += f"REDIS_KEY_PREFIX={settings.key_prefix} "
+    return f"{env}{script} inspect WATCH_ID   # or --task TASK_ID, or --event EVENT_ID"
+
+
+def _plan(settings: Settings, environ: Mapping[str, str], redis_url: str, ports: Ports) -> _Plan:
+    api = f"http://127.0.0.1:{ports.api}"
+    plan = _Plan(
+        env={},
+        commands=[],
+        banner=[
+            f"API:        {api}",
+            f"OpenAPI:    {api}/schema (Swagger UI: {api}/schema/swagger)",
+        ],
+    )
     if settings.monite_has_credentials:
         plan.banner.append(f"Monite:     {settings.monite_base_url}")
     else:
-        plan.commands.append(("simulator", _command("simulator", "--port", str(simulator_port))))
-        plan.env["MONITE_BASE_URL"] = f"http://127.0.0.1:{simulator_port}/v1"
+        plan.commands.append(("simulator", _command("simulator", "--port", str(ports.simulator))))
+        plan.env["MONITE_BASE_URL"] = f"http://127.0.0.1:{ports.simulator}/v1"
         plan.env["MONITE_CLIENT_ID"] = DEV_MONITE_CLIENT_ID
         plan.env["MONITE_CLIENT_SECRET"] = DEV_MONITE_CLIENT_SECRET
         if not settings.monite_webhook_secret:
             # The simulator pushes ocr_task.finished like Monite, so dev exercises the fast path.
             plan.env["SIM_WEBHOOK_URL"] = f"{api}/v1/monite/webhooks"
             plan.env["MONITE_WEBHOOK_SECRET"] = DEV_WEBHOOK_SECRET
+        # A first upload that fails at random looks like a bug; chaos stays one variable away.
+        plan.env["SIM_OCR_ERROR_RATE"] = environ.get("SIM_OCR_ERROR_RATE", "0")
         plan.banner.append(
-            f"Simulator:  {plan.env['MONITE_BASE_URL']} (no Monite credentials configured)"
+            f"Simulator:  {plan.env['MONITE_BASE_URL']} (no Monite credentials configured; "
+            f"SIM_OCR_ERROR_RATE={plan.env['SIM_OCR_ERROR_RATE']})"
         )
     if not settings.callback_allowed_networks:
         # Callbacks in dev go to receivers on this machine, which the egress policy refuses.
         plan.env["CALLBACK_ALLOWED_NETWORKS"] = DEV_CALLBACK_NETWORKS
+        plan.banner.append(f"Callbacks:  loopback allowed in dev ({DEV_CALLBACK_NETWORKS})")
     if not settings.secrets_key:
-        key_file = DEV_DATA_DIR / "secrets.key"
-        plan.env["SECRETS_KEY"] = _dev_secrets_key(key_file)
-        plan.banner.append(f"Sealing:    key in {key_file} (webhook secrets are sealed in Redis)")
+        plan.env["SECRETS_KEY"] = dev_secrets_key(DEV_DATA_DIR)
+        plan.banner.append(
+            f"Sealing:    key in {DEV_DATA_DIR / SECRETS_KEY_FILE} (webhook secrets are sealed)"
+        )
+    key = "$KEY"
     if not settings.api_keys:
-        key, entry = _dev_api_key()
-        plan.env["API_KEYS"] = entry
-        plan.banner.append(f"API key:    {key}  (client 'dev', valid for this run only)")
-        plan.banner.append(f'Try:        curl -H "Authorization: Bearer {key}" {api}/v1/watches')
-    plan.commands.append(("api", _command("api", "--port", str(api_port))))
+        key = dev_api_key(DEV_DATA_DIR)
+        plan.env["API_KEYS"] = _api_keys_entry(key)
+        plan.banner.append(
+            f"API key:    {key}  (client 'dev', kept in {DEV_DATA_DIR / DEV_API_KEY_FILE})"
+        )
+    inbox = f"http://127.0.0.1:{ports.inbox}{INBOX_PATH}"
+    inbox_secret = dev_inbox_secret(DEV_DATA_DIR)
+    plan.commands.append(
+        (
+            "inbox",
+            _command(
+                "dev-inbox",
+                "--port", str(ports.inbox),
+                "--secret-file", str(DEV_DATA_DIR / DEV_INBOX_SECRET_FILE),
+            ),
+        )
+    )  # fmt: skip
+    sample = _shown_path(SAMPLE_INVOICE)
+    plan.banner.extend(
+        [
+            f"Dev inbox:  {inbox} (verifies signatures with the secret in "
+            f"{DEV_DATA_DIR / DEV_INBOX_SECRET_FILE})",
+            f'Upload:     curl -s {api}/v1/documents -H "Authorization: Bearer {key}" '
+            f"-F file=@{sample} -F document_type=invoice -F callback_url={inbox} "
+            f"-F secret={inbox_secret}",
+            f"Arrived:    curl -s {inbox}",
+            f"Inspect:    {_inspect_command(settings, redis_url)}",
+        ]
+    )
+    plan.commands.append(("api", _command("api", "--port", str(ports.api))))
     plan.commands.append(("worker", _command("worker")))
     return plan
 
@@ -330,12 +421,13 @@ def _stop_children(children: list[_Child]) -> None:
         child.stop()
 
 
-def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
+def run_dev(settings: Settings, ports: Ports) -> int:
     """Run the dev stack until Ctrl-C/SIGTERM (exit 0) or until a child dies (exit 1)."""
     with _stop_signals() as stop, contextlib.ExitStack() as cleanup:
         # Callbacks run last-in first-out: children stop before the Redis they use.
         cleanup.callback(_say, "dev", "stopped")
         env = dict(os.environ)
+        redis_url = settings.redis_url
         if not redis_reachable(settings.redis_url):
             private_redis = RedisServer(DEV_DATA_DIR / "redis")
             try:
@@ -344,20 +436,20 @@ def run_dev(settings: Settings, api_port: int, simulator_port: int) -> int:
                 print(f"ocr-relay dev: {exc}", file=sys.stderr)
                 return 1
             cleanup.callback(private_redis.stop)
-            env["REDIS_URL"] = private_redis.url
+            env["REDIS_URL"] = redis_url = private_redis.url
             _say(
                 "dev",
                 f"started a private Redis at {private_redis.url} "
                 f"(pid {private_redis.pid}, data in {private_redis.data_dir})",
             )
-        plan = _plan(settings, api_port, simulator_port)
+        plan = _plan(settings, os.environ, redis_url, ports)
         env.update(plan.env)
         children: list[_Child] = []
         cleanup.callback(_stop_children, children)
         for name, argv in plan.commands:
             children.append(_Child(name, argv, env))
             _say("dev", f"started {name} (pid {children[-1].process.pid})")
-        return _supervise(children, stop, f"http://127.0.0.1:{api_port}/health/ready", plan.banner)
+        return _supervise(children, stop, f"http://127.0.0.1:{ports.api}/health/ready", plan.banner)
 
 
 def _supervise(

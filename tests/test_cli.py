@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TEST_REDIS_URL, cli_env
 
-COMMANDS = ("api", "worker", "simulator", "dev", "normalize", "hash-key", "inspect")
+COMMANDS = ("api", "worker", "simulator", "dev", "dev-inbox", "normalize", "hash-key", "inspect")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -44,6 +44,23 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _merged(base: Any, overlay: Any) -> Any:
+    """What compose makes of a second ``-f`` file: mappings merge key by key, the rest replaces."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {k: _merged(base[k], v) if k in base else v for k, v in overlay.items()} | {
+            k: v for k, v in base.items() if k not in overlay
+        }
+    return overlay
+
+
+@pytest.fixture(scope="module")
+def dev_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services of ``docker compose -f docker-compose.yml -f docker-compose.dev.yml``."""
+    overlay = yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())
+    found: dict[str, dict[str, Any]] = _merged(compose, overlay)["services"]
+    return found
+
+
 def _interpolate(value: str, environ: Mapping[str, str]) -> str:
     """What compose substitutes for ``${VAR:-default}`` given the caller's environment."""
     return _INTERPOLATION.sub(lambda m: environ.get(m[1]) or (m[2] or ""), value)
@@ -64,7 +81,10 @@ def _our_image(services: dict[str, dict[str, Any]]) -> list[str]:
     return [name for name, svc in services.items() if "build" in svc]
 
 
-def test_every_service_of_our_image_runs_a_cli_command(services: dict[str, dict[str, Any]]) -> None:
+def test_every_service_of_our_image_runs_a_cli_command(
+    dev_services: dict[str, dict[str, Any]],
+) -> None:
+    services = dev_services
     names = _our_image(services)
     assert set(names) >= {"api", "worker", "simulator"}
     parser = build_parser()
@@ -83,8 +103,9 @@ def test_app_services_set_only_variables_the_settings_know(
 
 
 def test_simulator_sets_only_variables_the_simulator_knows(
-    services: dict[str, dict[str, Any]],
+    dev_services: dict[str, dict[str, Any]],
 ) -> None:
+    services = dev_services
     try:
         from service.simulator import SIMULATOR_ENV_VARS
     except ImportError:
@@ -93,22 +114,34 @@ def test_simulator_sets_only_variables_the_simulator_knows(
     assert not unknown, f"simulator sets variables it does not read: {sorted(unknown)}"
 
 
-def test_app_environment_defaults_are_valid_settings_aimed_at_the_simulator(
+def test_app_environment_defaults_are_valid_settings_aimed_at_monites_sandbox(
     services: dict[str, dict[str, Any]],
 ) -> None:
     for name in APP_SERVICES:
         resolved = {k: _interpolate(v, {}) for k, v in _environment(services[name]).items()}
         settings = Settings.from_env(resolved)
-        assert settings.monite_has_credentials
-        base = urlsplit(settings.monite_base_url)
-        sim_port = _option(services["simulator"]["command"], "--port")
-        assert (base.hostname, str(base.port)) == ("simulator", sim_port)
+        assert settings.monite_base_url == Settings().monite_base_url
+        assert not settings.monite_has_credentials
         assert urlsplit(settings.redis_url).hostname == "redis"
 
 
-def test_simulator_accepts_the_credentials_the_app_sends(
-    services: dict[str, dict[str, Any]],
+def test_the_dev_overlay_aims_the_app_at_the_simulator_it_adds(
+    dev_services: dict[str, dict[str, Any]],
 ) -> None:
+    sim_port = _option(dev_services["simulator"]["command"], "--port")
+    for name in APP_SERVICES:
+        resolved = {k: _interpolate(v, {}) for k, v in _environment(dev_services[name]).items()}
+        settings = Settings.from_env(resolved)
+        assert settings.monite_has_credentials
+        base = urlsplit(settings.monite_base_url)
+        assert (base.hostname, str(base.port)) == ("simulator", sim_port)
+        assert "simulator" in dev_services[name]["depends_on"]
+
+
+def test_simulator_accepts_the_credentials_the_app_sends(
+    dev_services: dict[str, dict[str, Any]],
+) -> None:
+    services = dev_services
     pair = ("MONITE_CLIENT_ID", "MONITE_CLIENT_SECRET")
     for environ in ({}, {"MONITE_CLIENT_ID": "mine", "MONITE_CLIENT_SECRET": "also-mine"}):
         sent = [_interpolate(_environment(services["worker"])[v], environ) for v in pair]
@@ -146,7 +179,7 @@ def test_redis_appends_every_write_to_a_named_volume(compose: dict[str, Any]) ->
     assert volume in compose["volumes"]
 
 
-@pytest.mark.parametrize("name", ["redis", "api"])
+@pytest.mark.parametrize("name", ["redis", "api", "worker"])
 def test_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
     check = services[name]["healthcheck"]["test"]
     assert check[0] in ("CMD", "CMD-SHELL")
@@ -160,6 +193,14 @@ def test_api_healthcheck_asks_readiness_on_the_port_it_serves(
     port = _option(api["command"], "--port")
     assert f"127.0.0.1:{port}/health/ready" in " ".join(api["healthcheck"]["test"])
     assert f"{port}:{port}" in api["ports"]
+
+
+def test_worker_healthcheck_asks_the_metrics_port_it_serves(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = services["worker"]
+    port = _environment(worker)["WORKER_METRICS_PORT"]
+    assert f"127.0.0.1:{port}/metrics" in " ".join(worker["healthcheck"]["test"])
 
 
 def test_app_services_wait_for_a_healthy_redis(services: dict[str, dict[str, Any]]) -> None:
@@ -180,10 +221,17 @@ def test_worker_gets_longer_to_stop_than_its_drain(services: dict[str, dict[str,
     assert int(grace[1]) > DRAIN_S
 
 
-def test_simulator_runs_only_in_the_dev_profile(services: dict[str, dict[str, Any]]) -> None:
-    assert services["simulator"]["profiles"] == ["dev"]
-    for name in APP_SERVICES:
-        assert services[name]["depends_on"]["simulator"]["required"] is False
+def test_simulator_runs_only_with_the_dev_overlay(services: dict[str, dict[str, Any]]) -> None:
+    assert "simulator" not in services
+
+
+@pytest.mark.parametrize("file", ["docker-compose.yml", "docker-compose.dev.yml"])
+def test_depends_on_needs_no_compose_newer_than_2_0(file: str) -> None:
+    # `required:` in depends_on is Compose >= 2.20; older v2 releases refuse the file.
+    data = yaml.safe_load((ROOT / file).read_text())
+    for name, service in data["services"].items():
+        for dependency in (service.get("depends_on") or {}).values():
+            assert "required" not in dependency, name
 
 
 def test_image_runs_the_console_script_as_a_non_root_user() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -12,12 +13,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from service.devstack import RedisServer, free_port, redis_reachable
+from service.devstack import RedisServer, dev_api_key, free_port, redis_reachable
 from tests.conftest import Receiver, cli_env
 
 READY_TIMEOUT_S = 45.0
@@ -50,10 +52,14 @@ class DevStack:
     ) -> None:
         self.api_port = api_port if api_port is not None else free_port()
         self.simulator_port = free_port()
+        self.inbox_port = free_port()
         self.log = workdir / "dev.log"
         # A Redis nobody runs, unless the test's settings name one.
         env = cli_env(**{"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", **(settings or {})})
-        ports = ["--port", str(self.api_port), "--simulator-port", str(self.simulator_port)]
+        ports = [
+            *("--port", str(self.api_port), "--simulator-port", str(self.simulator_port)),
+            *("--inbox-port", str(self.inbox_port)),
+        ]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "dev", *ports],
@@ -122,7 +128,7 @@ def test_dev_becomes_ready_and_a_stop_signal_ends_every_child(
     stack = dev_stack()
     stack.wait_ready()
     children = stack.children()
-    assert set(children) == {"Redis", "simulator", "api", "worker"}, stack.output()
+    assert set(children) == {"Redis", "simulator", "inbox", "api", "worker"}, stack.output()
     assert (tmp_path / ".ocr-relay" / "redis").is_dir()
 
     assert stack.interrupt(signum) == 0, stack.output()
@@ -167,7 +173,7 @@ def test_dev_uses_a_reachable_redis_and_configured_monite_as_they_are(
     monite = {"MONITE_TOKEN": "a-static-token", "MONITE_BASE_URL": "http://127.0.0.1:9/v1"}
     stack = dev_stack(settings={"REDIS_URL": server.url, **monite})
     stack.wait_ready()
-    assert set(stack.children()) == {"api", "worker"}, stack.output()
+    assert set(stack.children()) == {"inbox", "api", "worker"}, stack.output()
     assert not (tmp_path / ".ocr-relay" / "redis").exists()
     assert stack.interrupt() == 0, stack.output()
 
@@ -232,3 +238,138 @@ async def test_dev_wires_the_simulators_push_to_the_api(
         counters = (await http.get(f"{sim}/_sim/counters")).json()
     assert delivery.headers["webhook-id"].startswith("evt_")
     assert counters["webhooks"]["delivered"] == 1
+
+
+# --- the first minutes: README's quick start and the banner's commands against a real dev stack ---
+
+ROOT = Path(__file__).resolve().parent.parent
+ARRIVAL_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def first_minutes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """One dev stack whose simulator finishes tasks at once, shared by the first-minutes tests;
+    its working directory has the repository's samples, like the repository's root."""
+    workdir = tmp_path_factory.mktemp("first-minutes")
+    (workdir / "samples").symlink_to(ROOT / "samples")
+    stack = DevStack(workdir, settings={"SIM_TASK_DURATION_S": "0"})
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.close()
+
+
+def _banner(stack: DevStack, label: str) -> str:
+    match = re.search(rf"{label}:\s+(.+)$", stack.output(), re.MULTILINE)
+    assert match, stack.output()
+    return match[1].strip()
+
+
+def _shell(stack: DevStack, script: str) -> str:
+    """Run ``script`` with bash where dev runs, the README's ports replaced by the stack's."""
+    script = script.replace(":8000", f":{stack.api_port}").replace(":8200", f":{stack.inbox_port}")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=stack.log.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _verified_arrival(stack: DevStack, show: str, watch_id: str) -> dict[str, Any]:
+    """Run the command that shows the dev inbox until the watch's event has arrived."""
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for arrival in json.loads(_shell(stack, show)):
+            if (arrival["event"] or {}).get("data", {}).get("watch_id") == watch_id:
+                found: dict[str, Any] = arrival
+                return found
+        time.sleep(0.5)
+    pytest.fail(f"no event of {watch_id} arrived:\n{stack.output()}")
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The lines of the first bash block under ``heading`` in the README."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(heading) :]
+    block = section.partition("```bash\n")[2].partition("\n```")[0]
+    return block.splitlines()
+
+
+@pytest.mark.slow
+def test_readme_quick_start_delivers_a_signed_event_to_the_dev_inbox(
+    first_minutes: DevStack,
+) -> None:
+    *upload, show = _readme_block("## Try it")
+    watch = json.loads(_shell(first_minutes, "\n".join(upload)))
+    arrival = _verified_arrival(first_minutes, show, watch["id"])
+    assert arrival["verified"] is True, arrival
+    assert arrival["event"]["type"] == "invoice.recognized"
+
+
+@pytest.mark.slow
+def test_readme_api_examples_all_succeed_against_the_dev_stack(first_minutes: DevStack) -> None:
+    *upload, show = _readme_block("## Try it")
+    watch = json.loads(_shell(first_minutes, "\n".join(upload)))
+    event_id = _verified_arrival(first_minutes, show, watch["id"])["webhook_id"]
+    examples = [
+        f"WATCH={watch['id']}" if line.startswith("WATCH=") else line.replace("evt_…", event_id)
+        for line in _readme_block("## API")
+    ]
+    status_only = "curl -s -o /dev/null -w '%{http_code} %{method}\\n' "
+    answers = _shell(first_minutes, "\n".join(examples).replace("curl -s ", status_only))
+    assert len(answers.splitlines()) == sum(line.count("curl ") for line in examples), answers
+    failed = [a for a in answers.splitlines() if not a.startswith("2")]
+    # Cancelling a watch that has already been delivered may be refused (409) rather than a no-op.
+    assert failed in ([], ["409 DELETE"]), answers
+    arrivals = json.loads(_shell(first_minutes, show))
+    assert [a for a in arrivals if not a["verified"]] == []
+
+
+@pytest.mark.slow
+def test_banner_upload_command_delivers_a_verified_event_the_arrived_command_shows(
+    first_minutes: DevStack,
+) -> None:
+    watch = json.loads(_shell(first_minutes, _banner(first_minutes, "Upload")))
+    arrival = _verified_arrival(first_minutes, _banner(first_minutes, "Arrived"), watch["id"])
+    assert arrival["verified"] is True, arrival
+    assert arrival["event"]["type"] == "invoice.recognized"
+
+
+@pytest.mark.slow
+def test_banner_inspect_command_reads_the_dev_stacks_redis(first_minutes: DevStack) -> None:
+    watch = json.loads(_shell(first_minutes, _banner(first_minutes, "Upload")))
+    command = _banner(first_minutes, "Inspect")
+    inspected = json.loads(_shell(first_minutes, command.replace("WATCH_ID", watch["id"])))
+    assert inspected["watch"]["id"] == watch["id"]
+
+
+def test_the_dev_api_key_is_the_same_on_every_run(tmp_path: Path) -> None:
+    first = dev_api_key(tmp_path)
+    assert first.startswith("dev_")
+    assert dev_api_key(tmp_path) == first
+
+
+def _simulator_error_rate(stack: DevStack) -> float:
+    knobs = httpx.get(f"http://127.0.0.1:{stack.simulator_port}/_sim/settings").json()
+    rate: float = knobs["ocr_error_rate"]
+    return rate
+
+
+@pytest.mark.slow
+def test_the_dev_simulator_fails_no_document_by_default(first_minutes: DevStack) -> None:
+    assert _simulator_error_rate(first_minutes) == 0
+
+
+@pytest.mark.slow
+def test_the_dev_simulator_keeps_an_error_rate_that_is_set(
+    dev_stack: Callable[..., DevStack],
+) -> None:
+    stack = dev_stack(settings={"SIM_OCR_ERROR_RATE": "0.25"})
+    stack.wait_ready()
+    assert _simulator_error_rate(stack) == 0.25

@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
-from service.devstack import _dev_secrets_key
+from service.devstack import dev_secrets_key
 from service.domain.signing import generate_secret, verify_signature
 from service.keys import Keys
 from service.sealing import PLAIN_PREFIX, SEALED_PREFIX, Sealer, SealError, generate_key
@@ -222,7 +222,7 @@ async def test_a_sealed_secret_signs_deliveries_that_verify_with_the_clear_secre
 
 def test_the_dev_stack_makes_its_key_once_owner_only_and_reuses_it(tmp_path: Path) -> None:
     key_file = tmp_path / ".ocr-relay" / "secrets.key"
-    first = _dev_secrets_key(key_file)
+    first = dev_secrets_key(key_file.parent)
     assert Settings.from_env({"SECRETS_KEY": first}).secrets_key
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert _dev_secrets_key(key_file) == first
+    assert dev_secrets_key(key_file.parent) == first

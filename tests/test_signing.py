@@ -78,6 +78,12 @@ def test_we_verify_what_svix_library_signs() -> None:
     verify_signature(secret, headers, BODY)
 
 
+def test_a_text_body_verifies_like_its_utf8_bytes() -> None:
+    secret = generate_secret()
+    now = int(time.time())
+    verify_signature(secret, _headers(secret, now), BODY.decode(), now=now)
+
+
 def test_header_names_are_case_insensitive() -> None:
     secret = generate_secret()
     headers = {k.upper(): v for k, v in _headers(secret, int(time.time())).items()}

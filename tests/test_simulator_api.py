@@ -346,3 +346,21 @@ async def test_reset_forgets_tasks(simulator: SimulatorControl) -> None:
     await simulator.create_task()
     await simulator.reset()
     assert (await simulator.counters()).tasks == 0
+
+
+async def test_a_failed_task_says_the_simulator_made_it_fail(
+    http: httpx.AsyncClient, headers: dict[str, str], simulator: SimulatorControl
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY, outcome="error")
+    body = (await http.get(f"/ocr_tasks/{task.id}", headers=headers)).json()
+    assert body["status"] == "error"
+    assert "simulator" in body["error"]["message"]
+
+
+async def test_a_recognized_task_carries_no_error(
+    http: httpx.AsyncClient, headers: dict[str, str], simulator: SimulatorControl
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY)
+    body = (await http.get(f"/ocr_tasks/{task.id}", headers=headers)).json()
+    assert body["status"] == "success"
+    assert "error" not in body

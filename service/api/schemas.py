@@ -1,4 +1,4 @@
-"""Request and response bodies of the API (the wire contract of DESIGN §3)."""
+"""Request and response bodies of the API: the wire contract the OpenAPI schema publishes."""
 
 from __future__ import annotations
 
@@ -24,6 +24,33 @@ Secret = Annotated[
 ]
 DeadlineS = Annotated[int, msgspec.Meta(ge=1, le=MAX_DEADLINE_S, description="1 s to 7 days")]
 DocumentType = Literal["invoice", "credit_note", "receipt"]
+Metadata = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description=(
+            f"Any JSON object of at most {MAX_METADATA_BYTES} bytes (4 KiB) once encoded; echoed "
+            "in every event as data.metadata"
+        )
+    ),
+]
+IncludeRaw = Annotated[
+    bool,
+    msgspec.Meta(
+        description=(
+            "Attach Monite's recognized_data, exactly as received, to the event as "
+            "data.document.source.raw"
+        )
+    ),
+]
+EntityId = Annotated[
+    uuid.UUID,
+    msgspec.Meta(
+        description=(
+            "The Monite entity the task belongs to (sent as x-monite-entity-id); Monite pushes "
+            "ocr_task.finished only for tasks created for an entity"
+        )
+    ),
+]
 
 
 class WatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -31,11 +58,11 @@ class WatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     task_id: uuid.UUID
     callback_url: CallbackUrl
-    entity_id: uuid.UUID | None = None
-    metadata: dict[str, Any] | None = None
+    entity_id: EntityId | None = None
+    metadata: Metadata | None = None
     secret: Secret | None = None
     deadline_s: DeadlineS | None = None
-    include_raw: bool = False
+    include_raw: IncludeRaw = False
 
 
 class DocumentUrlIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -43,12 +70,40 @@ class DocumentUrlIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     file_url: CallbackUrl
     callback_url: CallbackUrl
-    entity_id: uuid.UUID | None = None
+    entity_id: EntityId | None = None
     document_type: DocumentType | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     secret: Secret | None = None
     deadline_s: DeadlineS | None = None
-    include_raw: bool = False
+    include_raw: IncludeRaw = False
+
+
+# Documentation only: service/api/documents.py reads the multipart parts itself.
+class DocumentUploadForm(msgspec.Struct, kw_only=True):
+    """Upload a document as multipart/form-data; its Monite OCR task is created, then watched."""
+
+    file: Annotated[
+        str,
+        msgspec.Meta(
+            description="The document: PDF, PNG or JPEG",
+            extra_json_schema={"format": "binary"},
+        ),
+    ]
+    callback_url: CallbackUrl
+    entity_id: EntityId | msgspec.UnsetType = msgspec.UNSET
+    document_type: DocumentType | msgspec.UnsetType = msgspec.UNSET
+    metadata: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description=f"A JSON object as text, at most {MAX_METADATA_BYTES} bytes (4 KiB)"
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    secret: Secret | msgspec.UnsetType = msgspec.UNSET
+    deadline_s: DeadlineS | msgspec.UnsetType = msgspec.UNSET
+    include_raw: IncludeRaw = False
 
 
 class FailureOut(msgspec.Struct, frozen=True):

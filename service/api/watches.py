@@ -24,6 +24,7 @@ from service.api.schemas import (
     WatchOut,
     watch_out,
 )
+from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState
 from service.egress import CallbackRefused
 from service.store import InvalidCursor
@@ -234,7 +235,14 @@ class EventController(Controller):
         "/{event_id:str}",
         summary="The exact body of an event",
         media_type="application/json",
-        responses=problem_responses(*AUTHENTICATED, 404),
+        responses={
+            200: ResponseSpec(
+                Event,
+                description="The event, byte for byte as it was signed",
+                generate_examples=False,
+            ),
+            **problem_responses(*AUTHENTICATED, 404),
+        },
     )
     async def read(
         self, event_id: FromPath[str], services: ServicesDep, client: ClientDep

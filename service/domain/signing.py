@@ -75,14 +75,16 @@ def _check_timestamp(raw: str, tolerance_s: int, now: float | None) -> int:
 def verify_signature(
     secret: str,
     headers: Mapping[str, str],
-    body: bytes,
+    body: bytes | str,
     *,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     now: float | None = None,
 ) -> None:
     """Check a Standard Webhooks message; raise ``SignatureError`` unless it is authentic and fresh.
 
-    ``headers`` may use any letter case. ``now`` (unix seconds) defaults to the current time.
+    ``body`` is the request body as received: bytes, or text (signed as its UTF-8 bytes, which is
+    what web frameworks that hand out ``str`` bodies decoded). ``headers`` may use any letter case.
+    ``now`` (unix seconds) defaults to the current time.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     missing = [
@@ -91,8 +93,9 @@ def verify_signature(
     if missing:
         raise SignatureError(f"missing header(s): {', '.join(missing)}")
     timestamp = _check_timestamp(lowered["webhook-timestamp"], tolerance_s, now)
+    raw = body.encode() if isinstance(body, str) else body
     try:
-        expected = sign(secret, lowered["webhook-id"], timestamp, body).encode()
+        expected = sign(secret, lowered["webhook-id"], timestamp, raw).encode()
     except ValueError as exc:
         raise SignatureError(str(exc)) from None
     # Every candidate is compared (no early exit on the first v1) so timing says nothing useful.

@@ -13,7 +13,7 @@ import msgspec
 
 
 class WatchState(enum.StrEnum):
-    """Where a watch is in its life (DESIGN §2)."""
+    """Where a watch is in its life: polling → delivering → delivered or failed; or cancelled."""
 
     POLLING = "polling"
     DELIVERING = "delivering"

@@ -14,7 +14,13 @@ from typing import Literal
 
 import msgspec
 
-from service.simulator.wire import DocumentType, TaskBody, TaskStatus
+from service.simulator.wire import (
+    SIMULATED_OCR_ERROR,
+    DocumentType,
+    ErrorDetail,
+    TaskBody,
+    TaskStatus,
+)
 
 Outcome = Literal["success", "error", "never"]
 PARTNER_SPACE = ""
@@ -170,6 +176,7 @@ class TaskView:
             status=status,
             document_type=document_type,
             recognized_data=data,
+            error=ErrorDetail(message=SIMULATED_OCR_ERROR) if status == "error" else msgspec.UNSET,
         )
 
     def bodies(self, tasks: Iterable[Task]) -> list[TaskBody]:

@@ -22,8 +22,19 @@ DOCUMENT_TYPES: Final[tuple[DocumentType, ...]] = ("invoice", "credit_note", "re
 TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("processing", "success", "error")
 
 
+SIMULATED_OCR_ERROR: Final = (
+    "simulated by the ocr-relay Monite simulator (SIM_OCR_ERROR_RATE, SIM_ERROR_IDS or a /_sim "
+    "request), not a real OCR failure"
+)
+
+
 class TaskBody(msgspec.Struct, kw_only=True):
-    """``OcrTaskResponseSchema``; ``recognized_data`` is pre-encoded JSON served verbatim."""
+    """``OcrTaskResponseSchema``; ``recognized_data`` is pre-encoded JSON served verbatim.
+
+    ``error`` is the simulator's own addition (Monite's schema has no such field, and clients
+    accept unknown fields): an ``error`` task says it was the simulator's doing, so nobody hunts
+    a bug behind a failure that chaos made.
+    """
 
     id: str
     created_at: str
@@ -31,6 +42,7 @@ class TaskBody(msgspec.Struct, kw_only=True):
     status: TaskStatus
     document_type: DocumentType | msgspec.UnsetType = msgspec.UNSET
     recognized_data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: ErrorDetail | msgspec.UnsetType = msgspec.UNSET
 
 
 class TaskPage(msgspec.Struct, kw_only=True):
