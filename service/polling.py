@@ -293,9 +293,10 @@ class Poller:
                 )
             outcomes.polls.append(self._next_poll(watch, "poll", task.status, None))
         elif task.status == "error":
-            await self._finish_failed(
-                watch, outcomes, "ocr_error", _FAILURE_MESSAGES["ocr_error"], status=task.status
-            )
+            message = _FAILURE_MESSAGES["ocr_error"]
+            if task.error is not None and task.error.message:
+                message = f"{message}: {task.error.message}"
+            await self._finish_failed(watch, outcomes, "ocr_error", message, status=task.status)
         else:
             await self._finish_recognized(watch, task, body, outcomes)
 

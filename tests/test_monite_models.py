@@ -58,7 +58,11 @@ def _decode(task: dict[str, Any]) -> OcrTask:
     ],
 )
 def test_every_field_we_read_exists_in_monites_sdk(ours: type[msgspec.Struct], sdk: Any) -> None:
-    assert set(ours.__struct_fields__) <= set(sdk.model_fields)
+    assert set(ours.__struct_fields__) - NOT_MONITES.get(ours, set()) <= set(sdk.model_fields)
+
+
+# Read although Monite's schema lacks them: the simulator's reason for a failure it made up.
+NOT_MONITES: dict[type[msgspec.Struct], set[str]] = {OcrTask: {"error"}}
 
 
 def test_invoice_fixture_decodes_amounts_as_their_json_text() -> None:

@@ -70,3 +70,15 @@ async def test_a_round_answers_the_ids_it_could_not_look_up_later_not_never(
         assert (await settled(e2e_api, watch["id"], within_s=20))["state"] == "delivered"
     log = (await e2e_api.get(f"/v1/watches/{watches[0]['id']}", headers=auth())).json()
     assert log["polls"] >= 1
+
+
+async def test_a_failure_the_simulator_made_up_says_so_in_the_event(
+    e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    task = await simulator.create_task(entity_id=ENTITY, outcome="error")
+    watch = await register(e2e_api, task.id, receiver.url)
+    done = await settled(e2e_api, watch["id"])
+    assert done["failure"]["code"] == "ocr_error"
+    assert "simulated by the ocr-relay Monite simulator" in done["failure"]["message"]
+    [request] = await receiver.wait_for(1)
+    assert b"simulated by the ocr-relay Monite simulator" in request.body

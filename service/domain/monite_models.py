@@ -154,6 +154,13 @@ class OcrReceipt(_Model, frozen=True, tag_field="type", tag="receipt"):
 OcrRecognizedData = OcrInvoice | OcrCreditNote | OcrReceipt
 
 
+class OcrTaskError(_Model, frozen=True):
+    """Why a task ended ``error``. Monite's schema has no such field; the simulator sends one (and
+    should Monite ever add it, its reason reaches the ``ocr.failed`` event too)."""
+
+    message: Text | None = None
+
+
 class OcrTask(_Model, frozen=True):
     """``OcrTaskResponseSchema``: one OCR task as ``GET /ocr_tasks/{id}`` returns it."""
 
@@ -163,6 +170,7 @@ class OcrTask(_Model, frozen=True):
     status: str
     document_type: str | None = None
     recognized_data: OcrRecognizedData | None = None
+    error: OcrTaskError | None = None
 
 
 class OcrTaskPage(_Model, frozen=True):
