@@ -371,12 +371,13 @@ async def start_worker(
 
 
 @pytest.fixture
-async def run_burst(e2e_settings: Settings, redis: Redis) -> Callable[[], Awaitable[int]]:
-    """``await run_burst()``: an in-process arq worker in burst mode runs every queued job (due
-    or deferred) until the queue is empty; returns how many jobs completed."""
+async def run_burst(e2e_settings: Settings, redis: Redis) -> Callable[..., Awaitable[int]]:
+    """``await run_burst(settings=None)``: an in-process arq worker (on ``e2e_settings`` unless
+    given others) in burst mode runs every queued job (due or deferred) until the queue is empty;
+    returns how many jobs completed."""
 
-    async def run() -> int:
-        worker = build_worker(e2e_settings, burst=True, poll_delay=0.01)
+    async def run(settings: Settings | None = None) -> int:
+        worker = build_worker(settings or e2e_settings, burst=True, poll_delay=0.01)
         try:
             await worker.async_run()
             return worker.jobs_complete

@@ -10,6 +10,7 @@ import msgspec
 from litestar.testing import AsyncTestClient
 
 from service.api.app import create_app
+from service.domain.signing import verify_signature
 from service.domain.watch import Watch, WatchState
 from service.ids import new_id
 from service.queue import Queue, connect
@@ -70,3 +71,49 @@ async def test_a_repeated_batch_finding_a_live_lease_delivers_once_after_it_ends
     assert request.headers["webhook-id"] == event.id
     assert (await settled(e2e_api, watch["id"]))["state"] == "delivered"
     await queue.redis.aclose(close_connection_pool=True)
+
+
+async def test_rotating_secrets_key_keeps_every_event_deliverable(
+    e2e_settings: Settings, start_worker: Any, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    before = msgspec.structs.replace(e2e_settings, secrets_key=(old,))
+    after = msgspec.structs.replace(e2e_settings, secrets_key=(new, old))
+    task = await simulator.create_task(entity_id=ENTITY, outcome="never")
+    async with AsyncTestClient(app=create_app(before)) as api:
+        sealed_with_old = await register(api, task.id, receiver.url)
+    await simulator.complete(task.id)
+    # Every process restarted with SECRETS_KEY=new,old: the old key still opens what it sealed.
+    await start_worker(after)
+    async with AsyncTestClient(app=create_app(after)) as api:
+        done = await settled(api, sealed_with_old["id"])
+    assert done["state"] == "delivered"
+    [request] = await receiver.wait_for(1)
+    verify_signature(sealed_with_old["secret"], request.headers, request.body)
+
+
+async def test_an_event_whose_key_was_removed_early_is_delivered_once_the_key_is_back(
+    e2e_settings: Settings,
+    run_burst: Any,
+    start_worker: Any,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    key = os.urandom(32)
+    with_key = msgspec.structs.replace(e2e_settings, secrets_key=(key,))
+    without = msgspec.structs.replace(e2e_settings, secrets_key=(os.urandom(32),))
+    task = await simulator.create_task(entity_id=ENTITY)
+    async with AsyncTestClient(app=create_app(with_key)) as api:
+        watch = await register(api, task.id, receiver.url)
+        await run_burst(without)  # workers that lost the key: every attempt fails
+        exhausted = await settled(api, watch["id"])
+        assert exhausted["failure"]["code"] == "delivery_exhausted"
+        # The operator puts the key back (workers restarted with it) and redelivers: same event.
+        await start_worker(with_key)
+        again = await api.post(f"/v1/watches/{watch['id']}/redeliver", headers=auth())
+        assert again.status_code == 202, again.text
+        done = await settled(api, watch["id"])
+    assert done["state"] == "delivered"
+    [request] = await receiver.wait_for(1)
+    assert request.headers["webhook-id"] == exhausted["event_id"]
+    verify_signature(watch["secret"], request.headers, request.body)
