@@ -34,10 +34,10 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.devstack import RedisServer, free_port
-from service.keys import Keys
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET
 from service.simulator import SimulatorControl
 from service.simulator.state import Counters
+from service.storage.keys import Keys
 
 # The checkout this file belongs to: its service code runs in the children, whatever is installed.
 ROOT: Final = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ import uuid
 
 from redis.asyncio import Redis
 
-from service.keys import Keys
-from service.store import Store
+from service.storage import Store
+from service.storage.keys import Keys
 
 ENTRIES = 50_000
 RECONCILE_EVERY_S = 5
@@ -47,7 +47,7 @@ async def main(url: str) -> None:
         started = time.perf_counter()
         runs = 0
         while await store.redis.zcard(store.keys.expiring()):
-            await store.sweep_expired(now_ms=ENTRIES + 1)
+            await store.retention.sweep_expired(now_ms=ENTRIES + 1)
             runs += 1
         elapsed = time.perf_counter() - started
         left = await store.redis.zcard(store.keys.client_watches("bench"))

@@ -24,6 +24,7 @@ from typing import Final
 import msgspec
 
 from service import metrics
+from service.clock import now_utc
 from service.delivery import DeliveryAttempt, attempt_delivery
 from service.domain import backoff
 from service.domain.watch import Failure, Watch, WatchState
@@ -31,7 +32,8 @@ from service.egress import CallbackClient
 from service.queue import Queue
 from service.sealing import Sealer, SealError
 from service.settings import Settings
-from service.store import LoggedAttempt, Store, now_utc
+from service.storage import Store
+from service.storage.events import LoggedAttempt
 
 log = logging.getLogger("ocr_relay.dispatch")
 
@@ -53,7 +55,7 @@ class Dispatcher:
 
     async def deliver_many(self, watch_ids: Sequence[str]) -> list[LoggedAttempt | Busy | None]:
         """``deliver`` for several watches at once (the watches a poll round finished)."""
-        watches = await self.store.get_many(watch_ids)
+        watches = await self.store.watches.get_many(watch_ids)
         return await asyncio.gather(
             *(self.deliver(i, current=w) for i, w in zip(watch_ids, watches, strict=True))
         )
@@ -79,9 +81,9 @@ class Dispatcher:
             w.delivery_in_flight_until = lease_until
             return w
 
-        watch = await self.store.update(watch_id, lease, current=current)
+        watch = await self.store.watches.update(watch_id, lease, current=current)
         if watch is None or watch.event_id is None:
-            current = await self.store.get(watch_id)
+            current = await self.store.watches.get(watch_id)
             if (
                 current is not None
                 and current.state == WatchState.DELIVERING
@@ -94,7 +96,7 @@ class Dispatcher:
                     attempt=current.delivery_attempts + 1,
                 )
             return None
-        event = await self.store.get_event(watch.event_id)
+        event = await self.store.events.get(watch.event_id)
         if event is None:
             log.error("event of a delivering watch is missing", extra={"watch_id": watch_id})
             return None
@@ -158,7 +160,7 @@ class Dispatcher:
             return w
 
         reason = None if final_state is None else (failure.code if failure else "acknowledged")
-        settled = await self.store.update(
+        settled = await self.store.watches.update(
             watch.id, settle, reason=reason, current=watch, attempt=logged
         )
         ctx = {

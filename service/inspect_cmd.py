@@ -16,10 +16,10 @@ from redis.exceptions import RedisError
 
 from service.api.schemas import watch_out
 from service.domain.watch import Watch
-from service.keys import Keys
 from service.queue import connect
 from service.settings import Settings, without_credentials
-from service.store import Store
+from service.storage import Store
+from service.storage.keys import Keys
 
 # How many of each client's newest watches `--task` reads to find the task's finished watches
 # (a finished watch leaves the task's set of live watches).
@@ -35,10 +35,10 @@ class Inspection(msgspec.Struct, frozen=True):
 
 
 async def _inspection(store: Store, watch: Watch) -> Inspection:
-    event = await store.get_event(watch.event_id) if watch.event_id else None
+    event = await store.events.get(watch.event_id) if watch.event_id else None
     return Inspection(
-        watch=watch_out(watch, transitions=await store.transitions(watch.id)),
-        deliveries=list(await store.attempts(watch.id)),
+        watch=watch_out(watch, transitions=await store.watches.transitions(watch.id)),
+        deliveries=list(await store.events.attempts(watch.id)),
         event=None if event is None else msgspec.json.decode(event.body),
     )
 
@@ -46,12 +46,14 @@ async def _inspection(store: Store, watch: Watch) -> Inspection:
 async def _task_watches(redis: Redis, keys: Keys, store: Store, task_id: str) -> list[Watch]:
     """The task's live watches and the finished ones among each client's newest."""
     live = await redis.smembers(keys.task_watches(task_id))  # type: ignore[misc]
-    found = {w.id: w for w in await store.get_many([m.decode() for m in live]) if w is not None}
+    found = {
+        w.id: w for w in await store.watches.get_many([m.decode() for m in live]) if w is not None
+    }
     # The client's name sits between the fixed parts of its index key, which keys.py alone spells.
     prefix, suffix = keys.client_watches("\0").split("\0")
     async for index in redis.scan_iter(match=keys.client_watches("*"), count=1000):
         client = index.decode().removeprefix(prefix).removesuffix(suffix)
-        page = await store.list_watches(
+        page = await store.watches.list_watches(
             client, task_id=task_id, limit=TASK_SCAN_BUDGET, scan_budget=TASK_SCAN_BUDGET
         )
         found.update((w.id, w) for w in page.items)
@@ -69,9 +71,9 @@ async def _inspect(
             watches = await _task_watches(redis, keys, store, task_id)
             return [await _inspection(store, w) for w in watches] or None
         if event_id is not None:
-            event = await store.get_event(event_id)
+            event = await store.events.get(event_id)
             watch_id = None if event is None else event.watch_id
-        watch = None if watch_id is None else await store.get(watch_id)
+        watch = None if watch_id is None else await store.watches.get(watch_id)
         return None if watch is None else await _inspection(store, watch)
     finally:
         await redis.aclose(close_connection_pool=True)

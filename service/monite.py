@@ -28,9 +28,9 @@ from redis.asyncio import Redis
 
 from service import metrics
 from service.domain.backoff import parse_retry_after
-from service.keys import Keys
 from service.ratelimit import Priority, RateBudget, RateBudgetTimeout
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
+from service.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,12 @@ import msgspec
 from redis.exceptions import RedisError
 
 from service import metrics
+from service.clock import now_utc, to_ms, wall_ms
 from service.domain import backoff
 from service.domain.events import encode_event, failed_event, recognized_event
 from service.domain.monite_models import OcrTask, decode_task, is_terminal
 from service.domain.normalize import NormalizeContext, NotRecognizedError, normalize
+from service.domain.schedule import UNGROUPED
 from service.domain.schema import FailureCode
 from service.domain.watch import Failure, Watch, WatchState
 from service.ids import new_id
@@ -48,7 +50,9 @@ from service.monite import (
 from service.queue import Queue
 from service.ratelimit import Priority
 from service.settings import Settings
-from service.store import UNGROUPED, EventRecord, PollRecord, Store, now_utc, to_ms, wall_ms
+from service.storage import Store
+from service.storage.events import EventRecord
+from service.storage.schedule import PollRecord
 
 log = logging.getLogger("ocr_relay.polling")
 
@@ -92,14 +96,14 @@ class Poller:
     async def run_round(self, group: str, slot: int | None = None) -> int:
         """Poll every due watch of ``group``; returns how many watches were polled."""
         token = new_id("rnd")
-        if not await self.store.lock_round(group, token, ROUND_LOCK_MS):
+        if not await self.store.schedule.lock_round(group, token, ROUND_LOCK_MS):
             return 0  # the round polling this group takes every watch that is due meanwhile
         entity_id = None if group == UNGROUPED else group
         started = time.monotonic()
         polled = 0
         try:
             while time.monotonic() - started < ROUND_BUDGET_S:
-                if not await self.store.extend_round(group, token, ROUND_LOCK_MS):
+                if not await self.store.schedule.extend_round(group, token, ROUND_LOCK_MS):
                     break  # lapsed (a very slow iteration): another round may be polling now
                 outcomes = _Outcomes()
                 due = await self._claim(group, BATCH, outcomes, top_up=False)
@@ -109,7 +113,7 @@ class Poller:
                     polled += await self._poll(group, entity_id, due, outcomes)
                 await self._carry_out(group, outcomes)
         finally:
-            await self.store.unlock_round(group, token)
+            await self.store.schedule.unlock_round(group, token)
         await self._schedule_next(group, slot)
         return polled
 
@@ -117,7 +121,7 @@ class Poller:
         self, group: str, limit: int, outcomes: _Outcomes, *, top_up: bool
     ) -> list[Watch] | None:
         """Lease watches to poll (None when none was due); those past their deadline fail here."""
-        ids = await self.store.claim_due(
+        ids = await self.store.schedule.claim_due(
             group, now_ms=wall_ms(), limit=limit, lease_ms=LEASE_MS, top_up=top_up
         )
         if not ids:
@@ -126,11 +130,11 @@ class Poller:
         return [w for w in watches if not await self._expire_if_late(w, outcomes)]
 
     async def _live_watches(self, group: str, ids: Sequence[str]) -> list[Watch]:
-        found = await self.store.get_many(ids)
+        found = await self.store.watches.get_many(ids)
         stale = [
             i for i, w in zip(ids, found, strict=True) if w is None or w.state != WatchState.POLLING
         ]
-        await self.store.drop_due(group, stale)
+        await self.store.schedule.drop_due(group, stale)
         return [w for w in found if w is not None and w.state == WatchState.POLLING]
 
     async def _expire_if_late(self, watch: Watch, outcomes: _Outcomes) -> bool:
@@ -185,7 +189,7 @@ class Poller:
 
     async def _carry_out(self, group: str, outcomes: _Outcomes) -> None:
         """Record the polls decided so far and hand the finished watches to delivery."""
-        await self.store.record_polls(group, outcomes.polls)
+        await self.store.schedule.record_polls(group, outcomes.polls)
         await self.queue.deliver_now(outcomes.handed)
         outcomes.polls.clear()
         outcomes.handed.clear()
@@ -424,7 +428,7 @@ class Poller:
 
         reason = failure.code if failure else "recognized"
         # The event is stored with the change, so a watch cancelled meanwhile leaves none behind.
-        updated = await self.store.update(
+        updated = await self.store.watches.update(
             watch.id, mutate, reason=reason, current=watch, event=event
         )
         if updated is None:
@@ -436,9 +440,9 @@ class Poller:
         outcomes.handed.append(watch.id)
 
     async def _schedule_next(self, group: str, slot: int | None) -> None:
-        earliest = await self.store.earliest_due_ms(group)
+        earliest = await self.store.schedule.earliest_due_ms(group)
         if earliest is None:
-            await self.store.drop_group_if_empty(group)
+            await self.store.schedule.drop_group_if_empty(group)
             return
         await self.queue.schedule_round(group, max(earliest, wall_ms()), after_slot=slot)
 

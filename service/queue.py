@@ -16,9 +16,9 @@ from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from service.keys import Keys
 from service.sentinel_url import parse_sentinel_url
 from service.settings import Settings
+from service.storage.keys import Keys
 
 ROUND_SLOT_MS: Final = 250
 URGENT_SLOT_MS: Final = 10

@@ -17,9 +17,10 @@ from typing import Final
 
 import msgspec
 
+from service.clock import wall_ms
 from service.domain.schedule import overdue_ms
 from service.queue import Queue
-from service.store import Store, wall_ms
+from service.storage import Store
 
 log = logging.getLogger("ocr_relay.reconcile")
 
@@ -51,7 +52,7 @@ class Reconciler:
 
     async def run(self) -> ReconcileReport:
         """Sweep, then send on overdue poll rounds and deliveries; record what was found."""
-        swept = await self.store.sweep_expired(now_ms=wall_ms())
+        swept = await self.store.retention.sweep_expired(now_ms=wall_ms())
         rounds, oldest_poll = await self._rounds()
         deliveries, oldest_delivery = await self._deliveries()
         report = ReconcileReport(
@@ -61,7 +62,7 @@ class Reconciler:
             oldest_poll_ms=oldest_poll,
             oldest_delivery_ms=oldest_delivery,
         )
-        await self.store.record_reconcile(
+        await self.store.retention.record_reconcile(
             {"poll": rounds, "delivery": deliveries},
             {"poll": oldest_poll, "delivery": oldest_delivery},
         )
@@ -74,9 +75,11 @@ class Reconciler:
         now = wall_ms()
         sent = 0
         oldest = 0
-        for head in await self.store.group_heads(await self.store.next_groups(GROUPS_PER_RUN)):
+        for head in await self.store.schedule.group_heads(
+            await self.store.schedule.next_groups(GROUPS_PER_RUN)
+        ):
             if head.due_ms is None:
-                await self.store.drop_group_if_empty(head.group)
+                await self.store.schedule.drop_group_if_empty(head.group)
                 continue
             late = overdue_ms(head.due_ms, now)
             oldest = max(oldest, late)
@@ -91,13 +94,16 @@ class Reconciler:
     async def _deliveries(self) -> tuple[int, int]:
         """Enqueue the attempts of overdue deliveries; (jobs made, oldest ms)."""
         now = wall_ms()
-        first = await self.store.oldest_delivery_ms()
+        first = await self.store.schedule.oldest_delivery_ms()
         if first is None:
             return 0, 0
         sent = 0
-        for watch in await self.store.deliveries_due(
+        due = await self.store.schedule.deliveries_due(
             until_ms=now - self.slack_ms, limit=DELIVERIES_PER_RUN
-        ):
+        )
+        for watch in await self.store.watches.get_many(due):
+            if watch is None:
+                continue
             attempt = watch.delivery_attempts + 1
             if await self.queue.schedule_delivery(watch.id, watch.delivery_series, attempt, 0.0):
                 sent += 1

@@ -11,13 +11,15 @@ from typing import Final
 
 import msgspec
 
-from service.domain.schedule import priority_score
+from service.clock import now_utc, to_ms
+from service.domain.schedule import group_of, priority_score
 from service.domain.signing import generate_secret
 from service.domain.watch import SigningSecret, Watch, WatchState, can_redeliver
 from service.ids import new_id
 from service.queue import Queue
 from service.sealing import Sealer
-from service.store import CreateResult, Store, group_of, now_utc, to_ms
+from service.storage import Store
+from service.storage.watches import CreateResult
 
 # How long the previous secret keeps signing after a rotation (receivers roll out the new one).
 SECRET_GRACE: Final = timedelta(hours=24)
@@ -81,8 +83,8 @@ class WatchService:
             updated_at=now,
             deadline_at=now + timedelta(seconds=reg.deadline_s),
         )
-        group = group_of(watch)
-        result: CreateResult = await self.store.create_watch(
+        group = group_of(watch.entity_id)
+        result: CreateResult = await self.store.watches.create_watch(
             watch,
             group=group,
             idempotency_key=(
@@ -106,16 +108,16 @@ class WatchService:
         request holds the key; it then registers with ``idempotency_claimed`` or, having made
         nothing, calls ``release_idempotency``. Raises ``IdempotencyInProgress`` meanwhile."""
         key = self.store.keys.idempotency(client, idempotency_key)
-        watch_id = await self.store.claim_idempotency(key, IDEMPOTENCY_HOLD_S)
-        return None if watch_id is None else await self.store.get(watch_id)
+        watch_id = await self.store.idempotency.claim(key, IDEMPOTENCY_HOLD_S)
+        return None if watch_id is None else await self.store.watches.get(watch_id)
 
     async def release_idempotency(self, client: str, idempotency_key: str) -> None:
         """Let a retry with this key act again: the request holding it made nothing."""
-        await self.store.release_idempotency(self.store.keys.idempotency(client, idempotency_key))
+        await self.store.idempotency.release(self.store.keys.idempotency(client, idempotency_key))
 
     async def get(self, client: str, watch_id: str) -> Watch | None:
         """The client's watch, or None (unknown and other clients' watches look the same)."""
-        watch = await self.store.get(watch_id)
+        watch = await self.store.watches.get(watch_id)
         return watch if watch is not None and watch.client == client else None
 
     async def cancel(self, client: str, watch_id: str) -> Watch | None:
@@ -130,8 +132,8 @@ class WatchService:
             w.state = WatchState.CANCELLED
             return w
 
-        cancelled = await self.store.update(watch_id, mutate, reason="cancelled by client")
-        return cancelled or await self.store.get(watch_id)
+        cancelled = await self.store.watches.update(watch_id, mutate, reason="cancelled by client")
+        return cancelled or await self.store.watches.get(watch_id)
 
     async def redeliver(self, client: str, watch_id: str) -> Watch | None:
         """Start a new delivery series of the final event (same event id, so same webhook-id).
@@ -158,9 +160,9 @@ class WatchService:
             w.next_attempt_at = now_utc()
             return w
 
-        updated = await self.store.update(watch_id, mutate, reason="redelivery requested")
+        updated = await self.store.watches.update(watch_id, mutate, reason="redelivery requested")
         if updated is None:
-            return await self.store.get(watch_id)
+            return await self.store.watches.get(watch_id)
         # Only an accelerator: the delivery index holds the step if this enqueue is lost.
         await self.queue.schedule_delivery(watch_id, updated.delivery_series, 1, 0.0)
         return updated
@@ -182,5 +184,5 @@ class WatchService:
             w.secrets = (SigningSecret(value=self.sealer.seal(new_secret)), *kept)
             return w
 
-        updated = await self.store.update(watch_id, mutate)
+        updated = await self.store.watches.update(watch_id, mutate)
         return None if updated is None else (updated, new_secret)

@@ -16,8 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from service.devstack import RedisServer
-from service.keys import Keys
 from service.settings import ENV_VARS, Settings
+from service.storage.keys import Keys
 
 TEST_REDIS_URL = os.environ.get("OCR_RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -231,7 +231,7 @@ async def receiver(make_receiver: Callable[..., Awaitable[Receiver]]) -> Receive
 # --- service fixtures ---
 # The service's own parts bound to this test's Redis slice: store, API client, in-process worker.
 
-from service.store import Store  # noqa: E402
+from service.storage import Store  # noqa: E402
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from service.store import Store, wall_ms
+from service.clock import wall_ms
+from service.storage import Store
 from tests.conftest import auth
 
 TASK = "2b9f1c3e-7a41-4d2a-9a51-0c7c1f5e8d10"
@@ -41,14 +42,14 @@ async def test_a_first_poll_goes_before_overdue_re_polls_of_its_group(
 ) -> None:
     older = (await api.post("/v1/watches", json=body(), headers=auth())).json()
     overdue = wall_ms() - 60_000
-    await store.reschedule(ENTITY, {older["id"]: (overdue, overdue)})
+    await store.schedule.reschedule(ENTITY, {older["id"]: (overdue, overdue)})
     newer = (
         await api.post(
             "/v1/watches", json=body(task_id="5e0c2f4a-9b1d-4c8e-a7f3-2d6b8e1c0a94"), headers=auth()
         )
     ).json()
 
-    claimed = await store.claim_due(ENTITY, now_ms=wall_ms(), limit=1, lease_ms=1000)
+    claimed = await store.schedule.claim_due(ENTITY, now_ms=wall_ms(), limit=1, lease_ms=1000)
     assert claimed == [newer["id"]]
 
 
@@ -79,7 +80,7 @@ async def test_an_idempotency_key_replays_the_first_answer(api: Client) -> None:
 
 async def test_an_idempotency_key_another_request_holds_gets_409(api: Client, store: Store) -> None:
     # A document upload under this key is still making its Monite task.
-    assert await store.claim_idempotency(store.keys.idempotency("alpha", "req-7"), 60) is None
+    assert await store.idempotency.claim(store.keys.idempotency("alpha", "req-7"), 60) is None
     headers = {**auth(), "Idempotency-Key": "req-7"}
     answer = await api.post("/v1/watches", json=body(), headers=headers)
     assert answer.status_code == 409

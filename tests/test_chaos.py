@@ -23,10 +23,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.api.app import create_app
+from service.clock import wall_ms
 from service.domain.watch import Watch
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from service.store import Store, wall_ms
+from service.storage import Store
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
 
@@ -134,13 +135,13 @@ async def test_chaos_soak_loses_no_watch(
         spawn_worker(settings)
         deadline = time.monotonic() + 150
         while True:
-            counts = await store.state_counts()
+            counts = await store.retention.state_counts()
             unfinished = counts.get("current:polling", 0) + counts.get("current:delivering", 0)
             if unfinished == 0 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - started
-    stored = await store.get_many([w["id"] for w in watches])
+    stored = await store.watches.get_many([w["id"] for w in watches])
     states = {w.id: w.state.value for w in stored if w is not None}
     by_watch: dict[str, set[str]] = defaultdict(set)
     for request in receiver.requests:

@@ -12,7 +12,7 @@ from service.auth import authenticate
 from service.cli import main
 from service.domain.watch import WatchState
 from service.settings import Settings, parse_api_keys
-from service.store import Store
+from service.storage import Store
 from tests.conftest import TEST_REDIS_URL
 from tests.test_store import become, create, event_of, make_watch, to_delivering
 
@@ -97,7 +97,7 @@ async def test_inspect_by_event_prints_the_watch_the_event_belongs_to(
 ) -> None:
     watch, _ = await create(store, make_watch())
     event = event_of(watch)
-    await store.update(watch.id, to_delivering(event.id), event=event)
+    await store.watches.update(watch.id, to_delivering(event.id), event=event)
     assert await asyncio.to_thread(main, ["inspect", "--event", event.id]) == 0
     shown = msgspec.json.decode(capsys.readouterr().out)
     assert (shown["watch"]["id"], shown["watch"]["event_id"]) == (watch.id, event.id)
@@ -108,7 +108,7 @@ async def test_inspect_by_task_lists_its_live_and_finished_watches_newest_first(
     store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     finished, _ = await create(store, make_watch(client="a", task_id="t-7"))
-    await store.update(finished.id, become(WatchState.CANCELLED))
+    await store.watches.update(finished.id, become(WatchState.CANCELLED))
     live, _ = await create(store, make_watch(client="b", task_id="t-7"))
     await create(store, make_watch(client="a", task_id="t-other"))
     assert await asyncio.to_thread(main, ["inspect", "--task", "t-7"]) == 0

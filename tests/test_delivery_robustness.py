@@ -10,13 +10,15 @@ import msgspec
 from litestar.testing import AsyncTestClient
 
 from service.api.app import create_app
+from service.clock import now_utc
 from service.domain.signing import verify_signature
 from service.domain.watch import Watch, WatchState
 from service.ids import new_id
 from service.queue import Queue, connect
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from service.store import EventRecord, Store, now_utc
+from service.storage import Store
+from service.storage.events import EventRecord
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
 
@@ -61,7 +63,7 @@ async def test_a_repeated_batch_finding_a_live_lease_delivers_once_after_it_ends
         w.delivery_series, w.delivery_in_flight_until = 1, lease_ends
         return w
 
-    await store.update(watch["id"], crashed_mid_attempt, event=event)
+    await store.watches.update(watch["id"], crashed_mid_attempt, event=event)
     queue = Queue(connect(e2e_settings), store.keys)
     await queue.deliver_now([watch["id"]])  # the repeat of the crashed batch job
     await start_worker()

@@ -9,7 +9,7 @@ from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from service.simulator import SimulatorControl
-from service.store import Store
+from service.storage import Store
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, settled
 
@@ -164,7 +164,7 @@ async def test_a_request_while_another_with_its_idempotency_key_is_at_work_gets_
 ) -> None:
     # As if another API process were uploading under this key right now.
     key = store.keys.idempotency("alpha", "upload-in-flight")
-    assert await store.claim_idempotency(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) is None
     answer = await e2e_api.post(
         "/v1/documents",
         json={"file_url": "https://files.example.com/inv.pdf", "callback_url": receiver.url},

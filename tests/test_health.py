@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from service.api.app import create_app
 from service.devstack import RedisServer
-from service.keys import Keys
 from service.settings import Settings
+from service.storage.keys import Keys
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.devstack import RedisServer
 from service.domain.signing import generate_secret
-from service.keys import Keys
 from service.logs import JsonFormatter
 from service.monite import MoniteClient, MoniteUnauthorized, build_monite_http, credentials_id
 from service.sealing import generate_key
 from service.settings import Settings
 from service.simulator import SimulatorControl
+from service.storage.keys import Keys
 from tests.conftest import API_KEYS, Receiver, auth
 
 ENTITY = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"

@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 
 from service import metrics
 from service.domain.monite_models import decode_task
-from service.keys import Keys
 from service.monite import (
     MoniteClient,
     MoniteListOk,
@@ -35,6 +34,7 @@ from service.monite import (
 )
 from service.settings import Settings
 from service.simulator import SimulatorControl
+from service.storage.keys import Keys
 from tests.conftest import TEST_REDIS_URL, Receiver, Reply
 
 ClientFactory = Callable[..., MoniteClient]

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from service.clock import now_utc, to_ms, wall_ms
 from service.domain.schedule import PRIORITY_SHIFT_MS, due_ms_of, priority_score
 from service.domain.watch import Watch, WatchState
-from service.store import LoggedAttempt, PollRecord, Store, now_utc, to_ms, wall_ms
+from service.storage import Store
+from service.storage.events import LoggedAttempt
+from service.storage.schedule import PollRecord
 from tests.test_store import attempt_of, become, create, gone, make_watch, to_delivering
 
 
@@ -54,7 +57,7 @@ async def test_a_watch_handed_to_delivery_moves_to_the_delivery_index_in_the_sam
     store: Store,
 ) -> None:
     watch, _ = await create(store, make_watch())
-    updated = await store.update(watch.id, delivering_at(0))
+    updated = await store.watches.update(watch.id, delivering_at(0))
     assert updated is not None
     indexes = await indexes_of(store, watch)
     assert set(indexes) == {"deliveries"}
@@ -63,21 +66,21 @@ async def test_a_watch_handed_to_delivery_moves_to_the_delivery_index_in_the_sam
 
 async def test_an_attempt_in_flight_is_scored_at_the_end_of_its_lease(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, delivering_at(0))
+    await store.watches.update(watch.id, delivering_at(0))
     lease_end = now_utc() + timedelta(seconds=40)
 
     def lease(w: Watch) -> Watch:
         w.delivery_in_flight_until = lease_end
         return w
 
-    await store.update(watch.id, lease)
+    await store.watches.update(watch.id, lease)
     assert (await indexes_of(store, watch))["deliveries"] == to_ms(lease_end)
 
 
 async def test_a_retry_is_scored_at_its_next_attempt(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, delivering_at(0))
-    await store.update(watch.id, delivering_at(30_000))
+    await store.watches.update(watch.id, delivering_at(0))
+    await store.watches.update(watch.id, delivering_at(30_000))
     score = (await indexes_of(store, watch))["deliveries"]
     assert wall_ms() + 25_000 < score <= wall_ms() + 30_000
 
@@ -85,33 +88,33 @@ async def test_a_retry_is_scored_at_its_next_attempt(store: Store) -> None:
 async def test_a_finished_watch_is_in_no_index(store: Store) -> None:
     for final in (WatchState.DELIVERED, WatchState.FAILED, WatchState.CANCELLED):
         watch, _ = await create(store, make_watch(task_id=f"t-{final.value}"))
-        await store.update(watch.id, delivering_at(0))
-        await store.update(watch.id, become(final))
+        await store.watches.update(watch.id, delivering_at(0))
+        await store.watches.update(watch.id, become(final))
         assert await indexes_of(store, watch) == {}
 
 
 async def test_a_watch_cancelled_while_polling_leaves_its_due_set(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, become(WatchState.CANCELLED))
+    await store.watches.update(watch.id, become(WatchState.CANCELLED))
     assert await indexes_of(store, watch) == {}
 
 
 async def test_a_cancel_forgets_the_registration_in_the_same_write(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, become(WatchState.CANCELLED))
+    await store.watches.update(watch.id, become(WatchState.CANCELLED))
     again, created = await create(store, make_watch())
     assert created
     assert again.id != watch.id
 
 
 async def test_an_attempt_settled_after_a_cancel_expires_with_the_watch(store: Store) -> None:
-    store.retention_s = 1
+    store.watches.retention_s = 1
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, to_delivering("evt_1"))
-    await store.update(watch.id, become(WatchState.CANCELLED))
+    await store.watches.update(watch.id, to_delivering("evt_1"))
+    await store.watches.update(watch.id, become(WatchState.CANCELLED))
     # The attempt in flight during the cancel settles afterwards: its change is declined, its
     # attempt is still logged, and must go when the watch goes.
-    await store.update(watch.id, lambda w: None, attempt=attempt_of("evt_1"))
+    await store.watches.update(watch.id, lambda w: None, attempt=attempt_of("evt_1"))
     assert await store.redis.pttl(store.keys.attempts(watch.id)) > 0
     await gone(store, watch)
     await asyncio.sleep(0.1)
@@ -120,7 +123,7 @@ async def test_an_attempt_settled_after_a_cancel_expires_with_the_watch(store: S
 
 async def test_no_attempt_log_is_created_for_a_watch_that_is_gone(store: Store) -> None:
     attempt: LoggedAttempt = attempt_of("evt_1")
-    await store.log_attempt("wat_gone", attempt)
+    await store.events.log_attempt("wat_gone", attempt)
     assert not await store.redis.exists(store.keys.attempts("wat_gone"))
 
 
@@ -129,11 +132,11 @@ async def test_a_group_a_registration_joins_is_never_dropped(store: Store) -> No
     # stays known whenever a watch waits in it.
     for i in range(100):
         watch = make_watch(task_id=f"t-{i}")
-        await asyncio.gather(store.drop_group_if_empty("-"), create(store, watch))
-        assert "-" in await store.groups()
-        await store.update(watch.id, become(WatchState.CANCELLED))
-        await store.drop_group_if_empty("-")
-        assert "-" not in await store.groups()
+        await asyncio.gather(store.schedule.drop_group_if_empty("-"), create(store, watch))
+        assert "-" in await store.schedule.groups()
+        await store.watches.update(watch.id, become(WatchState.CANCELLED))
+        await store.schedule.drop_group_if_empty("-")
+        assert "-" not in await store.schedule.groups()
 
 
 async def test_a_push_during_a_poll_is_not_overwritten_by_the_rounds_reschedule(
@@ -141,14 +144,14 @@ async def test_a_push_during_a_poll_is_not_overwritten_by_the_rounds_reschedule(
 ) -> None:
     watch, _ = await create(store, make_watch())
     now = wall_ms()
-    [claimed] = await store.claim_due("-", now_ms=now, limit=10, lease_ms=60_000)
-    await store.push_finished("push-1", watch.task_id, ["-"], 60)
+    [claimed] = await store.schedule.claim_due("-", now_ms=now, limit=10, lease_ms=60_000)
+    await store.schedule.push_finished("push-1", watch.task_id, ["-"], 60)
     # The round's answer was from before the push: the task looked still processing.
     record = PollRecord(
         watch_id=claimed, kind="poll", status="processing", due_ms=now + 9000, early_ms=now + 6000
     )
-    await store.record_polls("-", [record])
-    due = await store.earliest_due_ms("-")
+    await store.schedule.record_polls("-", [record])
+    due = await store.schedule.earliest_due_ms("-")
     assert due is not None
     assert due <= wall_ms()
 
@@ -156,26 +159,28 @@ async def test_a_push_during_a_poll_is_not_overwritten_by_the_rounds_reschedule(
 async def test_the_sweep_keeps_up_past_one_batch_and_the_gauge_counts_only_existing_watches(
     store: Store,
 ) -> None:
-    store.retention_s = 1
+    store.watches.retention_s = 1
     watches = [(await create(store, make_watch(task_id=f"t-{i}")))[0] for i in range(25)]
     for watch in watches:
-        await store.update(watch.id, become(WatchState.DELIVERED))
-    assert (await store.state_counts())["current:delivered"] == 25
+        await store.watches.update(watch.id, become(WatchState.DELIVERED))
+    assert (await store.retention.state_counts())["current:delivered"] == 25
     for watch in watches:
         await gone(store, watch)
-    assert await store.sweep_expired(now_ms=wall_ms() + 5_000, batch=10) == 25
-    assert (await store.state_counts())["current:delivered"] == 0
+    assert await store.retention.sweep_expired(now_ms=wall_ms() + 5_000, batch=10) == 25
+    assert (await store.retention.state_counts())["current:delivered"] == 0
     assert await store.redis.zcard(store.keys.client_watches("a")) == 0
 
 
 async def test_concurrent_sweeps_count_each_expired_watch_once(store: Store) -> None:
-    store.retention_s = 1
+    store.watches.retention_s = 1
     watches = [(await create(store, make_watch(task_id=f"t-{i}")))[0] for i in range(20)]
     for watch in watches:
-        await store.update(watch.id, become(WatchState.FAILED))
+        await store.watches.update(watch.id, become(WatchState.FAILED))
     for watch in watches:
         await gone(store, watch)
     later = wall_ms() + 5_000
-    counts = await asyncio.gather(*(store.sweep_expired(now_ms=later, batch=3) for _ in range(4)))
+    counts = await asyncio.gather(
+        *(store.retention.sweep_expired(now_ms=later, batch=3) for _ in range(4))
+    )
     assert sum(counts) == 20
-    assert (await store.state_counts())["current:failed"] == 0
+    assert (await store.retention.state_counts())["current:failed"] == 0

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.keys import Keys
 from service.ratelimit import RateBudget, RateBudgetTimeout
+from service.storage.keys import Keys
 from tests.conftest import TEST_REDIS_URL
 
 BudgetFactory = Callable[..., RateBudget]

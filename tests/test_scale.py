@@ -15,7 +15,7 @@ from service.api.app import create_app
 from service.domain.watch import WatchState
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from service.store import Store
+from service.storage import Store
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, settled
 
@@ -148,15 +148,15 @@ async def test_a_group_that_another_round_is_polling_is_left_to_it(
 ) -> None:
     task = await simulator.create_task(entity_id=ENTITY)
     [watch_id] = await register_many(e2e_api, [task.id], receiver.url)
-    await store.lock_round(ENTITY, "another-round", 10_000)
+    await store.schedule.lock_round(ENTITY, "another-round", 10_000)
 
     await run_burst()
-    watch = await store.get(watch_id)
+    watch = await store.watches.get(watch_id)
     assert watch is not None
     assert watch.state == WatchState.POLLING
     assert (await monite_requests(simulator))[0] == 0
 
-    await store.unlock_round(ENTITY, "another-round")
+    await store.schedule.unlock_round(ENTITY, "another-round")
     await run_burst()
     assert len(await receiver.wait_for(1)) == 1
 

@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.devstack import dev_secrets_key
 from service.domain.signing import generate_secret, verify_signature
-from service.keys import Keys
 from service.sealing import PLAIN_PREFIX, SEALED_PREFIX, Sealer, SealError, generate_key
 from service.settings import Settings
 from service.simulator import SimulatorControl
+from service.storage.keys import Keys
 from tests.conftest import Receiver, auth
 
 KEY_OLD = bytes(range(32))

@@ -8,18 +8,13 @@ from datetime import timedelta
 
 import pytest
 
+from service.clock import now_utc, to_ms, wall_ms
 from service.domain.watch import SigningSecret, Watch, WatchState
 from service.ids import new_id
-from service.store import (
-    EventRecord,
-    IdempotencyInProgress,
-    LoggedAttempt,
-    PollRecord,
-    Store,
-    now_utc,
-    to_ms,
-    wall_ms,
-)
+from service.storage import Store
+from service.storage.events import EventRecord, LoggedAttempt
+from service.storage.idempotency import IdempotencyInProgress
+from service.storage.schedule import PollRecord
 
 
 def make_watch(client: str = "a", task_id: str = "t-1", **changes: object) -> Watch:
@@ -46,7 +41,7 @@ def bump(w: Watch) -> Watch:
 
 
 async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[Watch, bool]:
-    result = await store.create_watch(
+    result = await store.watches.create_watch(
         watch,
         group="-",
         idempotency_key=None if idem is None else store.keys.idempotency(watch.client, idem),
@@ -58,9 +53,9 @@ async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[W
 async def test_a_new_watch_is_stored_due_and_recorded(store: Store) -> None:
     watch, created = await create(store, make_watch())
     assert created
-    assert await store.get(watch.id) == watch
-    assert await store.earliest_due_ms("-") is not None
-    assert [t.to for t in await store.transitions(watch.id)] == [WatchState.POLLING]
+    assert await store.watches.get(watch.id) == watch
+    assert await store.schedule.earliest_due_ms("-") is not None
+    assert [t.to for t in await store.watches.transitions(watch.id)] == [WatchState.POLLING]
 
 
 async def test_the_same_registration_returns_the_existing_watch(store: Store) -> None:
@@ -81,14 +76,14 @@ async def test_concurrent_identical_registrations_create_one_watch(store: Store)
     results = await asyncio.gather(*(create(store, make_watch()) for _ in range(20)))
     assert sum(created for _, created in results) == 1
     assert len({w.id for w, _ in results}) == 1
-    assert await store.due_count("-") == 1
+    assert await store.schedule.due_count("-") == 1
 
 
 async def test_concurrent_updates_are_never_lost(store: Store) -> None:
     watch, _ = await create(store, make_watch())
 
-    await asyncio.gather(*(store.update(watch.id, bump) for _ in range(10)))
-    stored = await store.get(watch.id)
+    await asyncio.gather(*(store.watches.update(watch.id, bump) for _ in range(10)))
+    stored = await store.watches.get(watch.id)
     assert stored is not None
     assert stored.polls == 10
     assert stored.version == 10
@@ -107,11 +102,11 @@ async def test_only_one_of_two_racing_transitions_wins(store: Store) -> None:
         return mutate
 
     results = await asyncio.gather(
-        store.update(watch.id, to(WatchState.DELIVERING)),
-        store.update(watch.id, to(WatchState.CANCELLED)),
+        store.watches.update(watch.id, to(WatchState.DELIVERING)),
+        store.watches.update(watch.id, to(WatchState.CANCELLED)),
     )
     assert sum(r is not None for r in results) == 1
-    assert len(await store.transitions(watch.id)) == 2
+    assert len(await store.watches.transitions(watch.id)) == 2
 
 
 def to_delivering(event_id: str):  # type: ignore[no-untyped-def]
@@ -149,11 +144,13 @@ def attempt_of(event_id: str) -> LoggedAttempt:
 
 async def test_an_update_from_a_stale_copy_rereads_and_loses_nothing(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, bump)
+    await store.watches.update(watch.id, bump)
 
-    updated = await store.update(watch.id, bump, current=watch)  # watch is one version behind
+    updated = await store.watches.update(
+        watch.id, bump, current=watch
+    )  # watch is one version behind
     assert updated is not None
-    stored = await store.get(watch.id)
+    stored = await store.watches.get(watch.id)
     assert stored is not None
     assert (stored.polls, stored.version) == (2, 2)
 
@@ -162,29 +159,29 @@ async def test_an_event_is_stored_with_the_change_that_makes_it_the_watchs(store
     watch, _ = await create(store, make_watch())
     event = event_of(watch)
 
-    await store.update(watch.id, to_delivering(event.id), current=watch, event=event)
-    assert await store.get_event(event.id) == event
+    await store.watches.update(watch.id, to_delivering(event.id), current=watch, event=event)
+    assert await store.events.get(event.id) == event
 
 
 async def test_an_event_is_not_stored_when_the_change_is_declined(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, to_delivering("evt_first"))
+    await store.watches.update(watch.id, to_delivering("evt_first"))
     event = event_of(watch)
 
-    assert await store.update(watch.id, to_delivering(event.id), event=event) is None
-    assert await store.get_event(event.id) is None
+    assert await store.watches.update(watch.id, to_delivering(event.id), event=event) is None
+    assert await store.events.get(event.id) is None
 
 
 async def test_an_attempt_is_logged_once_even_when_its_change_is_retried_or_declined(
     store: Store,
 ) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, bump)
+    await store.watches.update(watch.id, bump)
     first, second = attempt_of("evt_1"), attempt_of("evt_1")
 
-    await store.update(watch.id, bump, current=watch, attempt=first)  # stale: retried
-    await store.update(watch.id, lambda w: None, attempt=second)  # declined
-    assert await store.attempts(watch.id) == [first, second]
+    await store.watches.update(watch.id, bump, current=watch, attempt=first)  # stale: retried
+    await store.watches.update(watch.id, lambda w: None, attempt=second)  # declined
+    assert await store.events.attempts(watch.id) == [first, second]
 
 
 async def test_leaving_polling_removes_the_watch_from_the_due_set(store: Store) -> None:
@@ -194,20 +191,20 @@ async def test_leaving_polling_removes_the_watch_from_the_due_set(store: Store) 
         w.state = WatchState.CANCELLED
         return w
 
-    await store.update(watch.id, cancel)
-    assert await store.due_count("-") == 0
+    await store.watches.update(watch.id, cancel)
+    assert await store.schedule.due_count("-") == 0
 
 
 async def test_claimed_watches_are_leased_and_not_claimed_twice(store: Store) -> None:
     for n in range(3):
         await create(store, make_watch(task_id=f"t-{n}"))
     now = wall_ms() + 10
-    first = await store.claim_due("-", now_ms=now, limit=2, lease_ms=60_000)
-    second = await store.claim_due("-", now_ms=now, limit=2, lease_ms=60_000)
+    first = await store.schedule.claim_due("-", now_ms=now, limit=2, lease_ms=60_000)
+    second = await store.schedule.claim_due("-", now_ms=now, limit=2, lease_ms=60_000)
     assert len(first) == 2
     assert len(second) == 1
     assert not set(first) & set(second)
-    assert await store.claim_due("-", now_ms=now, limit=2, lease_ms=1) == []
+    assert await store.schedule.claim_due("-", now_ms=now, limit=2, lease_ms=1) == []
 
 
 async def test_a_request_is_filled_with_watches_due_soon(store: Store) -> None:
@@ -215,7 +212,7 @@ async def test_a_request_is_filled_with_watches_due_soon(store: Store) -> None:
     soon, _ = await create(store, make_watch(task_id="soon"))
     later, _ = await create(store, make_watch(task_id="later"))
     now = wall_ms()
-    await store.reschedule(
+    await store.schedule.reschedule(
         "-",
         {
             due_now.id: (now - 1, now - 1),
@@ -223,15 +220,15 @@ async def test_a_request_is_filled_with_watches_due_soon(store: Store) -> None:
             later.id: (now + 60_000, now + 40_000),
         },
     )
-    claimed = await store.claim_due("-", now_ms=now, limit=10, lease_ms=5000)
+    claimed = await store.schedule.claim_due("-", now_ms=now, limit=10, lease_ms=5000)
     assert set(claimed) == {due_now.id, soon.id}
 
 
 async def test_early_watches_alone_are_never_claimed(store: Store) -> None:
     soon, _ = await create(store, make_watch(task_id="soon"))
     now = wall_ms()
-    await store.reschedule("-", {soon.id: (now + 1000, now - 500)})
-    assert await store.claim_due("-", now_ms=now, limit=10, lease_ms=5000) == []
+    await store.schedule.reschedule("-", {soon.id: (now + 1000, now - 500)})
+    assert await store.schedule.claim_due("-", now_ms=now, limit=10, lease_ms=5000) == []
 
 
 async def test_listing_pages_newest_first_without_gaps(store: Store) -> None:
@@ -242,7 +239,7 @@ async def test_listing_pages_newest_first_without_gaps(store: Store) -> None:
     seen: list[str] = []
     cursor = None
     while True:
-        page = await store.list_watches("a", cursor=cursor, limit=3)
+        page = await store.watches.list_watches("a", cursor=cursor, limit=3)
         seen.extend(w.id for w in page.items)
         if page.next_cursor is None:
             break
@@ -254,25 +251,25 @@ async def test_listing_pages_newest_first_without_gaps(store: Store) -> None:
 async def test_listing_filters_by_state_and_task(store: Store) -> None:
     keep, _ = await create(store, make_watch(task_id="x"))
     await create(store, make_watch(task_id="y"))
-    page = await store.list_watches("a", task_id="x")
+    page = await store.watches.list_watches("a", task_id="x")
     assert [w.id for w in page.items] == [keep.id]
-    assert (await store.list_watches("a", state=WatchState.DELIVERED)).items == []
+    assert (await store.watches.list_watches("a", state=WatchState.DELIVERED)).items == []
 
 
 async def test_listing_shows_only_the_clients_own_watches(store: Store) -> None:
     await create(store, make_watch(client="a"))
-    assert (await store.list_watches("b")).items == []
+    assert (await store.watches.list_watches("b")).items == []
 
 
 async def test_a_finished_watch_expires_after_the_retention_period(store: Store) -> None:
-    store.retention_s = 60
+    store.watches.retention_s = 60
     watch, _ = await create(store, make_watch())
 
     def finish(w: Watch) -> Watch:
         w.state = WatchState.CANCELLED
         return w
 
-    await store.update(watch.id, finish)
+    await store.watches.update(watch.id, finish)
     ttl = await store.redis.ttl(store.keys.watch(watch.id))
     assert 0 < ttl <= 60
     assert 0 < await store.redis.ttl(store.keys.watch_transitions(watch.id)) <= 60
@@ -313,42 +310,42 @@ async def gone(store: Store, watch: Watch) -> None:
 async def test_a_finished_watch_leaves_nothing_behind_once_its_retention_is_over(
     store: Store,
 ) -> None:
-    store.retention_s = 1
+    store.watches.retention_s = 1
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, become(WatchState.FAILED))
+    await store.watches.update(watch.id, become(WatchState.FAILED))
     assert await keys_of(store, watch) != []  # kept during its retention
     await gone(store, watch)
-    assert await store.sweep_expired(now_ms=wall_ms()) == 1
+    assert await store.retention.sweep_expired(now_ms=wall_ms()) == 1
     assert await keys_of(store, watch) == []
 
 
 async def test_a_watch_redelivered_during_its_retention_keeps_everything(store: Store) -> None:
-    store.retention_s = 1
+    store.watches.retention_s = 1
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, become(WatchState.DELIVERED))
-    await store.update(watch.id, become(WatchState.DELIVERING))
+    await store.watches.update(watch.id, become(WatchState.DELIVERED))
+    await store.watches.update(watch.id, become(WatchState.DELIVERING))
     await asyncio.sleep(1.2)
-    assert await store.sweep_expired(now_ms=wall_ms()) == 0
-    assert [w.id for w in (await store.list_watches("a")).items] == [watch.id]
+    assert await store.retention.sweep_expired(now_ms=wall_ms()) == 0
+    assert [w.id for w in (await store.watches.list_watches("a")).items] == [watch.id]
     dedupe = store.keys.watch_dedupe(watch.client, watch.task_id, watch.callback_url)
     assert await store.redis.ttl(dedupe) == -1  # registering it again still finds it
 
 
 async def test_the_sweep_leaves_a_watch_that_is_still_retained_for_later(store: Store) -> None:
-    store.retention_s = 60
+    store.watches.retention_s = 60
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, become(WatchState.FAILED))
+    await store.watches.update(watch.id, become(WatchState.FAILED))
     # Its expiry moved since it was noted (here: the sweep runs "late"): looked at again then.
     later = wall_ms() + 120_000
-    assert await store.sweep_expired(now_ms=later) == 0
+    assert await store.retention.sweep_expired(now_ms=later) == 0
     [(_, score)] = await store.redis.zrange(store.keys.expiring(), 0, -1, withscores=True)
     assert later < score <= later + 60_000
-    assert [w.id for w in (await store.list_watches("a")).items] == [watch.id]
+    assert [w.id for w in (await store.watches.list_watches("a")).items] == [watch.id]
 
 
 async def test_a_finished_watch_no_longer_receives_pushes_for_its_task(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.update(watch.id, become(WatchState.DELIVERED))
+    await store.watches.update(watch.id, become(WatchState.DELIVERED))
     assert await store.redis.smembers(store.keys.task_watches(watch.task_id)) == set()
 
 
@@ -365,8 +362,8 @@ async def test_state_counts_follow_transitions(store: Store) -> None:
         w.state = WatchState.DELIVERING
         return w
 
-    await store.update(first.id, deliver)
-    counts = await store.state_counts()
+    await store.watches.update(first.id, deliver)
+    counts = await store.retention.state_counts()
     assert counts["current:polling"] == 1
     assert counts["current:delivering"] == 1
     assert counts["entered:polling"] == 2
@@ -376,8 +373,8 @@ async def test_recorded_polls_count_and_reschedule_a_whole_batch(store: Store) -
     first, _ = await create(store, make_watch(task_id="a"))
     second, _ = await create(store, make_watch(task_id="b"))
     now = wall_ms()
-    await store.claim_due("-", now_ms=now, limit=10, lease_ms=60_000)
-    await store.record_polls(
+    await store.schedule.claim_due("-", now_ms=now, limit=10, lease_ms=60_000)
+    await store.schedule.record_polls(
         "-",
         [
             PollRecord(
@@ -396,12 +393,12 @@ async def test_recorded_polls_count_and_reschedule_a_whole_batch(store: Store) -
             ),
         ],
     )
-    polled, failed = await store.get_many([first.id, second.id])
+    polled, failed = await store.watches.get_many([first.id, second.id])
     assert polled is not None
     assert failed is not None
     assert (polled.polls, polled.last_monite_status, polled.poll_errors) == (1, "processing", 0)
     assert (failed.polls, failed.poll_errors) == (0, 1)
-    assert await store.earliest_due_ms("-") == now + 2000
+    assert await store.schedule.earliest_due_ms("-") == now + 2000
 
 
 async def test_a_recorded_poll_does_not_revive_a_cancelled_watch(store: Store) -> None:
@@ -411,51 +408,51 @@ async def test_a_recorded_poll_does_not_revive_a_cancelled_watch(store: Store) -
         w.state = WatchState.CANCELLED
         return w
 
-    await store.update(watch.id, cancel)
+    await store.watches.update(watch.id, cancel)
     now = wall_ms()
-    await store.record_polls(
+    await store.schedule.record_polls(
         "-",
         [PollRecord(watch_id=watch.id, kind="poll", status="processing", due_ms=now, early_ms=now)],
     )
-    stored = await store.get(watch.id)
+    stored = await store.watches.get(watch.id)
     assert stored is not None
     assert stored.polls == 0
-    assert await store.due_count("-") == 0
+    assert await store.schedule.due_count("-") == 0
 
 
 async def test_one_round_at_a_time_holds_a_groups_lock(store: Store) -> None:
-    assert await store.lock_round("g", "first", 10_000)
-    assert not await store.lock_round("g", "second", 10_000)
+    assert await store.schedule.lock_round("g", "first", 10_000)
+    assert not await store.schedule.lock_round("g", "second", 10_000)
 
 
 async def test_only_the_holder_extends_or_releases_a_round_lock(store: Store) -> None:
-    await store.lock_round("g", "first", 10_000)
-    assert not await store.extend_round("g", "second", 10_000)
-    await store.unlock_round("g", "second")
-    assert not await store.lock_round("g", "second", 10_000)
+    await store.schedule.lock_round("g", "first", 10_000)
+    assert not await store.schedule.extend_round("g", "second", 10_000)
+    await store.schedule.unlock_round("g", "second")
+    assert not await store.schedule.lock_round("g", "second", 10_000)
 
-    assert await store.extend_round("g", "first", 10_000)
-    await store.unlock_round("g", "first")
-    assert await store.lock_round("g", "second", 10_000)
+    assert await store.schedule.extend_round("g", "first", 10_000)
+    await store.schedule.unlock_round("g", "first")
+    assert await store.schedule.lock_round("g", "second", 10_000)
 
 
 async def test_a_polled_group_needs_no_round_from_the_safety_net(store: Store) -> None:
     await create(store, make_watch())
-    await store.lock_round("-", "running", 10_000)
-    assert await store.earliest_due_ms("-", unless_polled=True) is None
-    assert await store.earliest_due_ms("-") is not None
+    await store.schedule.lock_round("-", "running", 10_000)
+    assert await store.schedule.earliest_due_ms("-", unless_polled=True) is None
+    assert await store.schedule.earliest_due_ms("-") is not None
 
 
 async def test_an_idempotency_key_of_an_expired_watch_is_taken_over_once(store: Store) -> None:
     key = store.keys.idempotency("a", "req-1")
     await store.redis.set(key, "wat_expired0000000")  # its watch is gone
-    assert await store.claim_idempotency(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) is None
     with pytest.raises(IdempotencyInProgress):  # a concurrent retry finds it held now
-        await store.claim_idempotency(key, hold_s=60)
+        await store.idempotency.claim(key, hold_s=60)
 
 
 async def test_a_released_idempotency_key_can_be_claimed_again(store: Store) -> None:
     key = store.keys.idempotency("a", "req-2")
-    assert await store.claim_idempotency(key, hold_s=60) is None
-    await store.release_idempotency(key)
-    assert await store.claim_idempotency(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) is None
+    await store.idempotency.release(key)
+    assert await store.idempotency.claim(key, hold_s=60) is None

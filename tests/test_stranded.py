@@ -24,7 +24,7 @@ from service.queue import Queue
 from service.reconcile import Reconciler
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from service.store import Store
+from service.storage import Store
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, register, settled
 from tests.test_push import first_poll_done, push_api, push_body, push_settings, signed
@@ -65,7 +65,7 @@ async def rescued(reconciler: Reconciler, run_burst: Burst, store: Store, step: 
     await asyncio.sleep(0.2)  # a retry is due 0.1 s after its attempt (``service_settings``)
     report = await reconciler.run()
     assert (report.rounds if step == "poll" else report.deliveries) >= 1
-    assert int((await store.state_counts())[f"reconciled:{step}"]) >= 1
+    assert int((await store.retention.state_counts())[f"reconciled:{step}"]) >= 1
     await run_burst()
 
 

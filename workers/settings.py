@@ -17,13 +17,13 @@ from arq.worker import Function, Worker, func
 
 from service.dispatch import Dispatcher
 from service.egress import build_callback_client
-from service.keys import Keys
 from service.monite import MoniteClient, build_monite_http
 from service.polling import ROUND_BUDGET_S, Poller
 from service.queue import DELIVER, DELIVER_BATCH, POLL_ROUND, Queue, connect
 from service.reconcile import Reconciler
 from service.settings import Settings
-from service.store import Store
+from service.storage import Store
+from service.storage.keys import Keys
 from workers.jobs import deliver, deliver_batch, poll_round, reconcile
 
 # A round's Monite calls may wait for the shared rate budget; leave room beyond its own budget.

@@ -28,13 +28,13 @@ from service.api.schema_doc import event_schema
 from service.api.schemas import DocumentUploadForm, DocumentUrlIn
 from service.api.watches import EventController, WatchController
 from service.egress import CallbackPolicy
-from service.keys import Keys
 from service.monite import MoniteClient, build_monite_http
 from service.queue import Queue, connect
 from service.ratelimit import ClientRateLimit
 from service.sealing import Sealer
 from service.settings import Settings
-from service.store import Store
+from service.storage import Store
+from service.storage.keys import Keys
 from service.watches import WatchService
 
 VERSION = "0.1.0"

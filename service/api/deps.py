@@ -12,11 +12,11 @@ from litestar.exceptions import NotAuthorizedException
 
 from service.auth import authenticate
 from service.egress import CallbackPolicy
-from service.keys import Keys
 from service.monite import MoniteClient
 from service.queue import Queue
 from service.settings import Settings
-from service.store import Store
+from service.storage import Store
+from service.storage.keys import Keys
 from service.watches import WatchService
 
 

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.store import IdempotencyInProgress
+from service.storage.idempotency import IdempotencyInProgress
 
 log = logging.getLogger("ocr_relay.api")
 

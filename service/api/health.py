@@ -59,6 +59,6 @@ async def metrics_endpoint(state: State) -> Response[bytes]:
     cluster = CollectorRegistry(auto_describe=False)
     # The process's own metrics are still worth a scrape while Redis is away.
     with contextlib.suppress(RedisError, OSError):
-        cluster.register(metrics.WatchCounts(await services.store.state_counts()))
+        cluster.register(metrics.WatchCounts(await services.store.retention.state_counts()))
     body = generate_latest(metrics.REGISTRY) + generate_latest(cluster)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -15,8 +15,8 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 
 from service.api.deps import Services
 from service.api.errors import InvalidField, problem_responses
+from service.domain.schedule import UNGROUPED
 from service.domain.signing import SignatureError, verify_monite_signature
-from service.store import UNGROUPED
 
 # Monite retries a push it saw fail; one accepted event id is enough for a day.
 _REPLAY_WINDOW_S: Final = 86400
@@ -71,7 +71,9 @@ async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushA
         return PushAccepted(accepted=False, watches=0)
     # The task's watches poll with its entity header, or without one (partner-level tasks).
     groups = sorted({push.entity_id or UNGROUPED, UNGROUPED})
-    found = await services.store.push_finished(push.id, push.object.id, groups, _REPLAY_WINDOW_S)
+    found = await services.store.schedule.push_finished(
+        push.id, push.object.id, groups, _REPLAY_WINDOW_S
+    )
     if found is None:
         return PushAccepted(accepted=False, watches=0)
     for group, (moved, round_running) in found.items():

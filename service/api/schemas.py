@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from service.domain.watch import Failure, Transition, Watch, WatchState
-from service.store import LoggedAttempt
+from service.storage.events import LoggedAttempt
 
 MAX_METADATA_BYTES: Final = 4096
 MAX_DEADLINE_S: Final = 7 * 24 * 3600

@@ -27,7 +27,7 @@ from service.api.schemas import (
 from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState
 from service.egress import CallbackRefused
-from service.store import InvalidCursor
+from service.storage.watches import InvalidCursor
 from service.watches import NotAllowed, Registration
 
 _NOT_FOUND = "no such watch"
@@ -141,7 +141,7 @@ class WatchController(Controller):
     ) -> WatchList:
         """A page of watches; ``next_cursor`` is null on the last page."""
         try:
-            page = await services.store.list_watches(
+            page = await services.store.watches.list_watches(
                 client, state=state_filter, task_id=task_id, cursor=cursor, limit=limit
             )
         except InvalidCursor:
@@ -158,7 +158,7 @@ class WatchController(Controller):
     ) -> WatchOut:
         """State, timestamps, polls, last Monite status, event and failure of one watch."""
         watch = await _owned(services, client, watch_id)
-        return watch_out(watch, transitions=await services.store.transitions(watch_id))
+        return watch_out(watch, transitions=await services.store.watches.transitions(watch_id))
 
     @delete(
         "/{watch_id:str}",
@@ -185,7 +185,7 @@ class WatchController(Controller):
     ) -> DeliveryList:
         """Every attempt, oldest first: time, status, latency, error, response excerpt."""
         await _owned(services, client, watch_id)
-        attempts = await services.store.attempts(watch_id)
+        attempts = await services.store.events.attempts(watch_id)
         return DeliveryList(items=attempts)
 
     @post(
@@ -248,7 +248,7 @@ class EventController(Controller):
         self, event_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> Response[bytes]:
         """The bytes that were (or will be) signed and delivered."""
-        event = await services.store.get_event(event_id)
+        event = await services.store.events.get(event_id)
         if event is None or await services.watches.get(client, event.watch_id) is None:
             raise NotFoundException(detail="no such event")
         return Response(event.body, media_type="application/json")

@@ -15,6 +15,16 @@ from __future__ import annotations
 
 from typing import Final
 
+UNGROUPED: Final = "-"
+"""The poll group of watches without an entity (partner-level tasks)."""
+
+
+def group_of(entity_id: str | None) -> str:
+    """The poll group of a watch of ``entity_id``: one entity's watches share list requests
+    (Monite takes one ``x-monite-entity-id`` per request)."""
+    return entity_id or UNGROUPED
+
+
 # ~31.7 years: larger than any overdue a re-poll can have, smaller than today's epoch ms, so a
 # shifted score is told apart from a plain one by its size alone.
 PRIORITY_SHIFT_MS: Final = 10**12
