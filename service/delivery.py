@@ -12,37 +12,18 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Final, Literal
+from typing import Final
 
 import aiohttp
 import httpx
-import msgspec
 
 from service.domain.backoff import parse_retry_after
+from service.domain.delivery import AttemptResult, Outcome
 from service.domain.signing import signature_header
 from service.egress import CallbackClient, CallbackRefused
 
-Outcome = Literal["delivered", "retry", "gone", "rejected", "refused"]
-
 EXCERPT_BYTES: Final = 1024
 USER_AGENT: Final = f"ocr-relay/{metadata.version('ocr-relay')}"
-
-
-class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of one POST to a callback.
-
-    ``outcome``: ``delivered`` (2xx), ``retry`` (429, 5xx, timeout, network error), ``gone`` (410:
-    stop), ``rejected`` (3xx, which is never followed, or another 4xx), ``refused`` (the URL policy
-    refused the destination; ``error`` says why).
-    """
-
-    at: datetime
-    status_code: int | None
-    latency_ms: float
-    error: str | None
-    response_excerpt: str | None
-    outcome: Outcome
-    retry_after_s: float | None = None
 
 
 def classify_status(status_code: int) -> Outcome:
@@ -73,7 +54,7 @@ async def attempt_delivery(
     body: bytes,
     secrets: Sequence[str],
     timeout_s: float,
-) -> DeliveryAttempt:
+) -> AttemptResult:
     """POST ``body`` exactly, signed with every secret in ``secrets``, once; report the outcome.
 
     Network trouble, timeouts and policy refusals become outcomes; only a missing or malformed
@@ -89,8 +70,8 @@ async def attempt_delivery(
         error: str | None = None,
         excerpt: str | None = None,
         retry_after_s: float | None = None,
-    ) -> DeliveryAttempt:
-        return DeliveryAttempt(
+    ) -> AttemptResult:
+        return AttemptResult(
             at=at,
             status_code=status_code,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),

@@ -2,15 +2,7 @@
 
 One attempt at a time per watch: an attempt first leases the watch (``delivery_in_flight_until``),
 so a duplicate job (a crash repeat, a redelivery racing an old series) finds it busy and leaves.
-Every attempt is logged; the outcome decides the next step:
-
-- ``delivered`` (2xx) → ``delivered``, or ``failed`` when the event was an ``ocr.failed``;
-- ``gone`` (410) → ``failed`` / ``callback_gone``, no retries;
-- ``refused`` (URL policy at connect time) → ``failed`` / ``callback_refused``;
-- ``rejected`` (3xx, other 4xx) → retried up to ``CLIENT_ERROR_ATTEMPTS``, then
-  ``delivery_exhausted``;
-- ``retry`` (429, 5xx, timeout, network) → next step of ``DELIVERY_SCHEDULE_S``, honouring
-  ``Retry-After``; when the schedule runs out, ``failed`` / ``delivery_exhausted``.
+Every attempt is logged; ``service.domain.delivery.decide_delivery`` says what follows it.
 """
 
 from __future__ import annotations
@@ -25,9 +17,9 @@ import msgspec
 
 from service import metrics
 from service.clock import now_utc
-from service.delivery import DeliveryAttempt, attempt_delivery
-from service.domain import backoff
-from service.domain.watch import Failure, Watch, WatchState
+from service.delivery import attempt_delivery
+from service.domain.delivery import AttemptResult, decide_delivery
+from service.domain.watch import Watch, WatchState
 from service.egress import CallbackClient
 from service.queue import Queue
 from service.sealing import Sealer, SealError
@@ -118,7 +110,7 @@ class Dispatcher:
                 if isinstance(exc, SealError)
                 else f"internal error: {type(exc).__name__}"
             )
-            result = DeliveryAttempt(
+            result = AttemptResult(
                 at=started,
                 status_code=None,
                 latency_ms=(now_utc() - started).total_seconds() * 1000,
@@ -128,21 +120,25 @@ class Dispatcher:
             )
         return await self._record(watch, event.id, result)
 
-    async def _record(self, watch: Watch, event_id: str, result: DeliveryAttempt) -> LoggedAttempt:
+    async def _record(self, watch: Watch, event_id: str, result: AttemptResult) -> LoggedAttempt:
         number = watch.delivery_attempts + 1
         series = watch.delivery_series
-        next_delay, final_state, failure = self._decide(watch, number, result)
-        next_at = None if next_delay is None else now_utc() + timedelta(seconds=next_delay)
+        decision = decide_delivery(
+            result,
+            number=number,
+            ocr_failure=watch.ocr_failure,
+            schedule=self.settings.delivery_schedule_s,
+        )
+        next_at = (
+            None
+            if decision.retry_in_s is None
+            else now_utc() + timedelta(seconds=decision.retry_in_s)
+        )
         logged = LoggedAttempt(
+            **msgspec.structs.asdict(result),
             event_id=event_id,
             series=series,
             attempt=number,
-            at=result.at,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-            outcome=result.outcome,
-            error=result.error,
-            response_excerpt=result.response_excerpt,
             next_attempt_at=next_at,
         )
         metrics.DELIVERY_ATTEMPTS.labels(result.outcome).inc()
@@ -154,64 +150,36 @@ class Dispatcher:
             w.delivery_attempts = number
             w.delivery_in_flight_until = None
             w.next_attempt_at = next_at
-            if w.state == WatchState.DELIVERING and final_state is not None:
-                w.state = final_state
-                w.failure = failure
+            if w.state == WatchState.DELIVERING and decision.final_state is not None:
+                w.state = decision.final_state
+                w.failure = decision.failure
             return w
 
-        reason = None if final_state is None else (failure.code if failure else "acknowledged")
+        reason = None
+        if decision.final_state is not None:
+            reason = decision.failure.code if decision.failure else "acknowledged"
         settled = await self.store.watches.update(
             watch.id, settle, reason=reason, current=watch, attempt=logged
         )
-        ctx = {
-            "watch_id": watch.id,
-            "task_id": watch.task_id,
-            "event_id": event_id,
-            "attempt": number,
-            "status_code": result.status_code,
-            "outcome": result.outcome,
-        }
-        log.info("delivery attempt", extra=ctx)
+        log.info(
+            "delivery attempt",
+            extra={
+                "watch_id": watch.id,
+                "task_id": watch.task_id,
+                "event_id": event_id,
+                "attempt": number,
+                "status_code": result.status_code,
+                "outcome": result.outcome,
+            },
+        )
         if (
             settled is not None
             and settled.state == WatchState.DELIVERING
-            and next_delay is not None
+            and decision.retry_in_s is not None
         ):
-            await self.queue.schedule_delivery(watch.id, series, number + 1, next_delay)
+            # Only an accelerator: the delivery index holds the step if this enqueue is lost.
+            await self.queue.schedule_delivery(watch.id, series, number + 1, decision.retry_in_s)
         return logged
-
-    def _decide(
-        self, watch: Watch, number: int, result: DeliveryAttempt
-    ) -> tuple[float | None, WatchState | None, Failure | None]:
-        """(delay of the next attempt, final state, failure) after attempt ``number``."""
-        outcome = result.outcome
-        if outcome == "delivered":
-            if watch.ocr_failure is not None:
-                return None, WatchState.FAILED, watch.ocr_failure
-            return None, WatchState.DELIVERED, None
-        if outcome == "gone":
-            return (
-                None,
-                WatchState.FAILED,
-                Failure(code="callback_gone", message="the callback answered 410 Gone"),
-            )
-        if outcome == "refused":
-            return (
-                None,
-                WatchState.FAILED,
-                Failure(
-                    code="callback_refused",
-                    message=f"the callback URL is not allowed: {result.error}",
-                ),
-            )
-        if outcome == "rejected" and number >= backoff.CLIENT_ERROR_ATTEMPTS:
-            return None, WatchState.FAILED, _exhausted(number, result)
-        delay = backoff.next_delivery_delay(
-            self.settings.delivery_schedule_s, number, result.retry_after_s
-        )
-        if delay is None:
-            return None, WatchState.FAILED, _exhausted(number, result)
-        return delay, None, None
 
 
 class Busy(msgspec.Struct, frozen=True):
@@ -224,11 +192,3 @@ class Busy(msgspec.Struct, frozen=True):
     def wait_s(self) -> float:
         """Seconds to wait before trying again: until the lease ends, at least one."""
         return max(1.0, (self.until - now_utc()).total_seconds())
-
-
-def _exhausted(number: int, result: DeliveryAttempt) -> Failure:
-    last = f"HTTP {result.status_code}" if result.status_code is not None else result.error
-    return Failure(
-        code="delivery_exhausted",
-        message=f"gave up after {number} attempts; the last one ended with {last}",
-    )

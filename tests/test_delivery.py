@@ -15,11 +15,11 @@ import standardwebhooks
 
 from service.delivery import (
     USER_AGENT,
-    DeliveryAttempt,
     attempt_delivery,
     classify_status,
 )
 from service.domain.backoff import parse_retry_after
+from service.domain.delivery import AttemptResult
 from service.domain.signing import generate_secret, verify_signature
 from service.egress import CallbackClient, build_callback_client
 from service.settings import Settings
@@ -62,7 +62,7 @@ def client(make_client: MakeClient) -> CallbackClient:
     return make_client(networks=LOOPBACK)
 
 
-async def _deliver(client: CallbackClient, url: str, timeout_s: float = 5.0) -> DeliveryAttempt:
+async def _deliver(client: CallbackClient, url: str, timeout_s: float = 5.0) -> AttemptResult:
     return await attempt_delivery(
         client, url=url, event_id=EVENT_ID, body=BODY, secrets=[SECRET], timeout_s=timeout_s
     )
@@ -275,7 +275,7 @@ async def _tls_delivery(
     certificate: Certificate,
     make_receiver: Callable[..., Awaitable[Receiver]],
     name: str,
-) -> tuple[DeliveryAttempt, list[str]]:
+) -> tuple[AttemptResult, list[str]]:
     server_names: list[str] = []
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(certificate.cert, certificate.key)
@@ -355,7 +355,7 @@ async def test_failure_reasons_never_contain_the_secret(
 
 async def test_attempt_round_trips_through_json(client: CallbackClient, receiver: Receiver) -> None:
     attempt = await _deliver(client, receiver.url)
-    decoded = msgspec.json.decode(msgspec.json.encode(attempt), type=DeliveryAttempt)
+    decoded = msgspec.json.decode(msgspec.json.encode(attempt), type=AttemptResult)
     assert decoded == attempt
     assert decoded.at.tzinfo is not None
 

@@ -11,6 +11,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from service.domain.schema import FailureCode as OcrFailureCode
+
 
 class WatchState(enum.StrEnum):
     """Where a watch is in its life: polling → delivering → delivered or failed; or cancelled."""
@@ -22,16 +24,10 @@ class WatchState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-FailureCode = Literal[
-    "ocr_error",
-    "task_not_found",
-    "deadline_exceeded",
-    "invalid_payload",
-    "upstream_unauthorized",
-    "callback_gone",
-    "delivery_exhausted",
-    "callback_refused",
-]
+DeliveryFailureCode = Literal["callback_gone", "delivery_exhausted", "callback_refused"]
+# Why a watch failed: the OCR outcome its ``ocr.failed`` event reported (the event's own vocabulary,
+# ``service.domain.schema``), or why its event could not be delivered.
+FailureCode = OcrFailureCode | DeliveryFailureCode
 
 
 class Failure(msgspec.Struct, frozen=True):

@@ -13,6 +13,7 @@ from datetime import datetime
 import msgspec
 from redis.asyncio import Redis
 
+from service.domain.delivery import AttemptResult
 from service.storage.keys import Keys
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -38,18 +39,13 @@ class EventRecord(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-class LoggedAttempt(msgspec.Struct, frozen=True, kw_only=True):
-    """One delivery attempt of an event, as the attempt log keeps it."""
+class LoggedAttempt(AttemptResult, frozen=True, kw_only=True):
+    """One delivery attempt as the attempt log keeps it: what came of it, which attempt of which
+    series of which event it was, and when the next one is due (None: there is none)."""
 
     event_id: str
     series: int
     attempt: int
-    at: datetime
-    status_code: int | None
-    latency_ms: float
-    outcome: str
-    error: str | None = None
-    response_excerpt: str | None = None
     next_attempt_at: datetime | None = None
 
 
