@@ -11,12 +11,13 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from service import logs
 from service.api.deps import Services
-from service.api.documents import DocumentController
+from service.api.documents import document_controller
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import health_live, health_ready, metrics_endpoint
 from service.api.push import monite_webhook
 from service.api.rate_limit import RateLimitMiddleware
 from service.api.request_metrics import RequestTimer, count_response
+from service.api.request_rules import JSON_BODY_LIMIT, check_request
 from service.api.schema_doc import event_schema
 from service.api.watches import EventController, WatchController
 from service.egress import CallbackPolicy
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             WatchController,
             EventController,
-            DocumentController,
+            document_controller(settings.max_upload_bytes),
             health_live,
             health_ready,
             metrics_endpoint,
@@ -76,7 +77,9 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[RequestTimer(), RateLimitMiddleware()],
         before_send=[count_response],
-        request_max_body_size=settings.max_upload_bytes + 64 * 1024,
+        before_request=check_request,
+        # Every route takes a JSON body at most; the upload route raises its own limit.
+        request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=OpenAPIConfig(
             title="ocr-relay",
             version=VERSION,

@@ -26,29 +26,33 @@ DeadlineS = Annotated[int, msgspec.Meta(ge=1, le=MAX_DEADLINE_S, description="1 
 DocumentType = Literal["invoice", "credit_note", "receipt"]
 
 
-class WatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class WatchOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What a caller sets on a watch, however it is made: one definition of each field's rules."""
+
+    callback_url: CallbackUrl
+    entity_id: uuid.UUID | None = None
+    metadata: dict[str, Any] | None = None
+    secret: Secret | None = None
+    deadline_s: DeadlineS | None = None
+    include_raw: bool = False
+
+
+class WatchIn(WatchOptions, kw_only=True):
     """Register a watch on an existing Monite OCR task."""
 
     task_id: uuid.UUID
-    callback_url: CallbackUrl
-    entity_id: uuid.UUID | None = None
-    metadata: dict[str, Any] | None = None
-    secret: Secret | None = None
-    deadline_s: DeadlineS | None = None
-    include_raw: bool = False
 
 
-class DocumentUrlIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class DocumentFieldsIn(WatchOptions, kw_only=True):
+    """The fields of a document upload besides the file (multipart form fields, as text)."""
+
+    document_type: DocumentType | None = None
+
+
+class DocumentUrlIn(DocumentFieldsIn, kw_only=True):
     """Create a Monite OCR task from a file URL, then watch it."""
 
     file_url: CallbackUrl
-    callback_url: CallbackUrl
-    entity_id: uuid.UUID | None = None
-    document_type: DocumentType | None = None
-    metadata: dict[str, Any] | None = None
-    secret: Secret | None = None
-    deadline_s: DeadlineS | None = None
-    include_raw: bool = False
 
 
 class FailureOut(msgspec.Struct, frozen=True):
