@@ -1,13 +1,15 @@
-"""The checks every routed request passes before its handler: the rules of docs/errors.md.
+"""The checks every ``/v1`` request passes before its handler: the rules of docs/errors.md.
 
-They read the published OpenAPI document, so what a route accepts is what its schema says:
+They read the published OpenAPI document, so what a route accepts is what its schema says.
+Health, metrics and the schema itself are left alone: probes and scrapers are not our clients.
 
 - a query parameter the route does not list is a 400 naming it (a misspelt filter must not
   silently return everything);
 - a body whose content type the route does not take is a 415;
 - a JSON body over ``JSON_BODY_LIMIT`` is a 413 before it is read (the route-wide limit of
   Litestar, ``request_max_body_size``, catches a body that does not announce its length);
-- an empty JSON body, or one that is not JSON, is a 400 naming ``body``.
+- an empty JSON body, or one that is not JSON, is a 400 naming ``body`` (an untyped decode of
+  at most 64 KiB, before Litestar decodes it into the handler's Struct).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ async def _check_body(request: Request[Any, Any, Any], operation: Operation) -> 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """Apply the rules above (a ``before_request`` hook of the app)."""
-    operation = _operation(request)
+    operation = _operation(request) if request.url.path.startswith("/v1/") else None
     if operation is None:
         return
     _check_query(request, operation)
