@@ -221,4 +221,4 @@ async def test_a_signed_push_naming_no_task_is_not_accepted_and_logged_as_left_t
     answer = await push_api.post("/v1/monite/webhooks", content=body, headers=signed(body))
     assert answer.json() == {"accepted": False, "watches": 0}
     [line] = [r for r in caplog.records if "keep polling on schedule" in r.getMessage()]
-    assert "names no task" in line.getMessage()
+    assert "names no task" in line.__dict__["reason"]

@@ -111,6 +111,6 @@ async def monite_webhook(request: Request[Any, Any, Any], state: State) -> PushA
 
 def _fall_back_to_polling(why: str, detail: str) -> None:
     log.warning(
-        f"Monite push ignored: {why}; its watches keep polling on schedule",
-        extra={"detail": detail[:200]},
+        "Monite push ignored; its watches keep polling on schedule",
+        extra={"reason": why, "detail": detail[:200]},
     )
