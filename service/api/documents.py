@@ -180,7 +180,7 @@ async def _document(upload: UploadFile, max_upload_bytes: int) -> tuple[str, byt
     """The file's name, bytes and detected type; 413 over ``MAX_UPLOAD_BYTES``, 415 if unknown."""
     content = await upload.read()
     if len(content) > max_upload_bytes:
-        raise too_large(len(content), max_upload_bytes, "file (MAX_UPLOAD_BYTES)")
+        raise too_large(len(content), max_upload_bytes, "file")
     if not content:
         raise InvalidField("file", "is empty")
     detected = next((t for magic, t in _MAGIC.items() if content.startswith(magic)), None)

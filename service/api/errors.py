@@ -86,6 +86,13 @@ class InvalidRequest(InvalidField):
     title = "Invalid request"
 
 
+class TooLarge(InvalidField):
+    """A body or an uploaded file over its limit (413 naming ``body`` or ``file``)."""
+
+    status_code = 413
+    title = "Request too large"
+
+
 class StateConflict(InvalidField):
     """A resource's state forbids the action (409 naming ``state``)."""
 
@@ -265,6 +272,7 @@ __all__ = [
     "MediaType",
     "Problem",
     "StateConflict",
+    "TooLarge",
     "problem",
     "problem_responses",
 ]

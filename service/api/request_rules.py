@@ -22,7 +22,7 @@ from litestar.enums import ParamType
 from litestar.exceptions import HTTPException
 from litestar.openapi.spec import OpenAPI, Operation, Parameter
 
-from service.api.errors import FieldError, InvalidRequest
+from service.api.errors import FieldError, InvalidField, InvalidRequest, TooLarge
 
 JSON_BODY_LIMIT: Final = 64 * 1024
 """Bytes a JSON body may have: plenty for 4 KiB of metadata and every other field."""
@@ -37,11 +37,9 @@ def is_json(content_type: str) -> bool:
     return media_type == JSON_MEDIA_TYPE or media_type.endswith("+json")
 
 
-def too_large(size: int, limit: int, what: str = "a JSON body") -> HTTPException:
-    """The 413 of a body (or file) of ``size`` bytes over ``limit``."""
-    return HTTPException(
-        status_code=413, detail=f"{what} may have at most {limit} bytes; got {size}"
-    )
+def too_large(size: int, limit: int, field: str = "body") -> InvalidField:
+    """The 413 naming ``field`` (the JSON ``body``, or an uploaded ``file``) of ``size`` bytes."""
+    return TooLarge(field, f"has {size} bytes; at most {limit} are taken")
 
 
 def decode_json_body(body: bytes, type_: type[_T]) -> _T:
