@@ -18,6 +18,25 @@ def new_api_key(client: str) -> tuple[str, str]:
     return key, f"{client}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The API key of an ``Authorization: Bearer <key>`` value (scheme in any case), or None."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def client_for(clients: Sequence[ApiClient], authorization: str) -> str | None:
+    """The client an ``Authorization`` header authenticates, or None.
+
+    The one reading of the header: the guard and the rate limiter both use it, so no spelling
+    of the same key (``bearer``, extra spaces) can count as another client.
+    """
+    token = bearer_token(authorization)
+    return None if token is None else authenticate(clients, token)
+
+
 def authenticate(clients: Sequence[ApiClient], presented: str) -> str | None:
     """The name of the client whose key was presented, or None.
 

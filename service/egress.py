@@ -62,6 +62,17 @@ _PRIVATE: Final = tuple(
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 )
+# Not globally reachable per the IANA special-purpose registries, but absent from the tables of
+# older Pythons' ``ipaddress`` (3.11 reads 192.0.0.8 and 3fff:: as global). A newer ``is_global``
+# agrees, so this list only ever repeats it.
+_NOT_GLOBAL_BEYOND_STDLIB: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890)
+        "192.88.99.0/24",  # 6to4 relay anycast, deprecated (RFC 7526)
+        "3fff::/20",  # documentation (RFC 9637)
+    )
+)
 _NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE: Final = ipaddress.ip_network("::/96")
 _BROADCAST: Final = ipaddress.ip_address("255.255.255.255")
@@ -208,7 +219,11 @@ def _refusal_category(ip: IPAddress) -> str | None:
         return "private"
     if ip.is_reserved:
         return "reserved"
-    if not ip.is_global:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        # fec0::/10 is deprecated (RFC 3879) yet still routed inside sites that use it; its
+        # ``is_global`` is True because the registry no longer lists it.
+        return "site-local"
+    if not ip.is_global or any(ip in net for net in _NOT_GLOBAL_BEYOND_STDLIB):
         return "special-purpose (not globally routable)"
     return None
 

@@ -55,6 +55,14 @@ MONITE_LIMITER_WAIT: Final = Histogram(
     buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,
 )
+MONITE_PUSHES: Final = Counter(
+    "ocr_relay_monite_pushes",
+    "Monite pushes with a valid signature, by the secret form that signed them (text: the "
+    "whsec_ text itself, base64: the bytes it encodes) and where the task id was (object.id, "
+    "object_id, none, or unreadable).",
+    ("signature_key", "task_id_field"),
+    registry=REGISTRY,
+)
 MONITE_BATCH_SIZE: Final = Histogram(
     "ocr_relay_monite_batch_size",
     "Task ids asked for in one GET /ocr_tasks?id__in=... request.",

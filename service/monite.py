@@ -44,6 +44,11 @@ _MAX_PAGES_PER_BATCH: Final = 10
 _DEFAULT_RETRY_AFTER_S: Final = 1.0
 _MESSAGE_LIMIT: Final = 300
 _TOKEN_WAIT_STEP_S: Final = 0.05
+# What we believe of a token endpoint's ``expires_in``: at most a day (Monite's last 30 min), and
+# when it gives none we can use, five minutes; a token that dies sooner is answered 401 and
+# replaced, so a short guess costs a token request, a long one a failed call.
+_MAX_TOKEN_LIFETIME_S: Final = 86_400
+_FALLBACK_TOKEN_LIFETIME_S: Final = 300
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -109,7 +114,8 @@ class _TokenRequest(msgspec.Struct, frozen=True):
 
 class _TokenResponse(msgspec.Struct, frozen=True):
     access_token: str
-    expires_in: int
+    # Kept raw: a missing, huge (1e400) or non-numeric lifetime must not cost the token itself.
+    expires_in: msgspec.Raw = msgspec.Raw(b"null")
 
 
 class _CreateTaskRequest(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -563,8 +569,9 @@ class MoniteClient:
             # Not _malformed(): its message would quote the body, which holds the token.
             return MoniteUnavailable(response.status_code, "malformed token response from Monite")
         metrics.MONITE_TOKEN_FETCHES.labels("ok").inc()
-        log.info("fetched a Monite access token", extra={"expires_in_s": answer.expires_in})
-        stored = _StoredToken(answer.access_token, max(answer.expires_in, 1) * 1000)
+        lifetime_s = _token_lifetime_s(answer.expires_in)
+        log.info("fetched a Monite access token", extra={"expires_in_s": lifetime_s})
+        stored = _StoredToken(answer.access_token, lifetime_s * 1000)
         raw = msgspec.msgpack.encode(stored)
         # Redis forgets the token a little before Monite does, so nobody sends an expiring one.
         ttl_ms = stored.lifetime_ms - min(30_000, stored.lifetime_ms // 10)
@@ -579,6 +586,28 @@ class MoniteClient:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _token_lifetime_s(expires_in: msgspec.Raw) -> int:
+    """Seconds to keep a token: ``expires_in`` within 1 s … a day, or a logged fallback.
+
+    A number or a numeric string counts; ``null``, ``true``, text, zero and less do not.
+    """
+    try:
+        seconds = float(bytes(expires_in).strip().strip(b'"'))
+    except ValueError:
+        seconds = math.nan
+    if math.isfinite(seconds) and 0 < seconds <= _MAX_TOKEN_LIFETIME_S:
+        return max(1, int(seconds))
+    lifetime_s = _MAX_TOKEN_LIFETIME_S if seconds > 0 else _FALLBACK_TOKEN_LIFETIME_S
+    log.warning(
+        "Monite's token answer has no usable expires_in; keeping the token a bounded time",
+        extra={
+            "expires_in": bytes(expires_in)[:40].decode(errors="replace"),
+            "lifetime_s": lifetime_s,
+        },
+    )
+    return lifetime_s
+
+
 def _refresh_window_ms(lifetime_ms: int) -> float:
     """Refresh with a fifth of the lifetime (at least a minute) left, but not in the first half."""
     return min(max(lifetime_ms * 0.2, 60_000), lifetime_ms * 0.5)

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.ratelimit import ClientRateLimit
 from service.settings import Settings
-from tests.conftest import auth
+from tests.conftest import API_KEYS, auth
 
 LIMIT = 3
 Client = AsyncTestClient[Any]
@@ -59,6 +59,28 @@ async def test_another_client_is_not_affected_by_one_over_its_limit(limited_api:
     other = await limited_api.get("/v1/watches", headers=auth("beta"))
     assert other.status_code == 200
     assert int(other.headers["ratelimit-remaining"]) == LIMIT - 1
+
+
+async def test_spellings_of_one_key_share_one_allowance(limited_api: Client) -> None:
+    key = API_KEYS["alpha"]
+    spellings = [f"Bearer {key}", f"bearer {key}", f"Bearer  {key}", f"BEARER {key} "]
+    statuses = [
+        (await limited_api.get("/v1/watches", headers={"Authorization": s})).status_code
+        for s in spellings + spellings[:1]
+    ]
+    assert statuses == [200] * LIMIT + [429, 429]
+
+
+async def test_requests_with_unknown_keys_share_their_address_allowance(
+    limited_api: Client,
+) -> None:
+    statuses = [
+        (
+            await limited_api.get("/v1/watches", headers={"Authorization": f"Bearer guess-{n}"})
+        ).status_code
+        for n in range(LIMIT + 1)
+    ]
+    assert statuses == [401] * LIMIT + [429]
 
 
 async def test_health_endpoints_are_not_rate_limited(limited_api: Client) -> None:

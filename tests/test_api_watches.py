@@ -131,7 +131,7 @@ async def test_a_cancelled_registration_can_be_made_again(api: Client) -> None:
 async def test_redelivery_of_a_watch_still_polling_is_refused(api: Client) -> None:
     watch_id = (await api.post("/v1/watches", json=body(), headers=auth())).json()["id"]
     answer = await api.post(f"/v1/watches/{watch_id}/redeliver", headers=auth())
-    assert answer.status_code == 422
+    assert answer.status_code == 409
     assert answer.json()["errors"][0]["field"] == "state"
 
 

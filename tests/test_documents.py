@@ -96,7 +96,7 @@ async def test_an_unknown_form_field_is_named(e2e_api: Client, receiver: Receive
         data={"callback_url": receiver.url, "colour": "blue"},
         headers=auth(),
     )
-    assert answer.status_code == 422
+    assert answer.status_code == 400
     assert answer.json()["errors"][0]["field"] == "colour"
 
 
@@ -106,7 +106,7 @@ async def test_an_unknown_json_field_is_named(e2e_api: Client, receiver: Receive
         json={"file_url": "https://x.example/a.pdf", "callback_url": receiver.url, "pages": 3},
         headers=auth(),
     )
-    assert answer.status_code == 422
+    assert answer.status_code == 400
     assert answer.json()["errors"][0]["field"] == "pages"
 
 

@@ -85,6 +85,65 @@ async def test_refusal_names_the_address_category(url: str, category: str) -> No
         await _policy().check_url(url)
 
 
+# Every range of the IANA special-purpose registries that is not globally reachable, plus the
+# deprecated site-local fec0::/10: one address inside each.
+NOT_GLOBAL_RANGES = {
+    "0.0.0.0/8": "0.1.2.3",
+    "10.0.0.0/8": "10.9.8.7",
+    "100.64.0.0/10": "100.127.0.1",
+    "127.0.0.0/8": "127.3.2.1",
+    "169.254.0.0/16": "169.254.1.1",
+    "172.16.0.0/12": "172.31.255.1",
+    "192.0.0.0/24": "192.0.0.8",
+    "192.0.2.0/24": "192.0.2.55",
+    "192.88.99.0/24": "192.88.99.1",
+    "192.168.0.0/16": "192.168.100.1",
+    "198.18.0.0/15": "198.19.0.1",
+    "198.51.100.0/24": "198.51.100.7",
+    "203.0.113.0/24": "203.0.113.9",
+    "224.0.0.0/4": "239.1.1.1",
+    "240.0.0.0/4": "250.1.1.1",
+    "255.255.255.255/32": "255.255.255.255",
+    "::/128": "::",
+    "::1/128": "::1",
+    "::ffff:0:0/96": "::ffff:192.168.0.1",
+    "64:ff9b:1::/48": "64:ff9b:1::1",
+    "100::/64": "100::1",
+    "2001::/23": "2001:2::1",
+    "2001:db8::/32": "2001:db8::1",
+    "3fff::/20": "3fff::1",
+    "fc00::/7": "fd12:3456::1",
+    "fe80::/10": "fe80::1",
+    "fec0::/10": "fec0::1",
+    "ff00::/8": "ff0e::1",
+}
+
+
+@pytest.mark.parametrize(("network", "address"), NOT_GLOBAL_RANGES.items())
+def test_an_address_that_is_not_globally_routable_is_refused(network: str, address: str) -> None:
+    with pytest.raises(CallbackRefused):
+        _policy().check_address(address)
+
+
+@pytest.mark.parametrize(("network", "address"), NOT_GLOBAL_RANGES.items())
+def test_a_not_globally_routable_address_is_allowed_when_its_network_is_listed(
+    network: str, address: str
+) -> None:
+    _policy(networks=(network,)).check_address(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "192.0.1.1", "2606:4700::1111", "2a00:1450:4001::1", "2c0f:fb50::1"]
+)
+def test_a_globally_routable_address_is_allowed(address: str) -> None:
+    _policy().check_address(address)
+
+
+async def test_a_site_local_callback_is_refused_by_name() -> None:
+    with pytest.raises(CallbackRefused, match="site-local"):
+        await _policy().check_url("http://[fec0::1]/hook")
+
+
 @pytest.mark.parametrize(
     "url", [f"https://{PUBLIC_V4}/hook", f"https://[{PUBLIC_V6}]/hook", "http://[::ffff:8.8.8.8]/"]
 )

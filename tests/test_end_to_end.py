@@ -193,17 +193,6 @@ async def test_cancel_during_polling_stops_the_polls(
     assert receiver.requests == []
 
 
-async def test_cancel_after_delivery_changes_nothing(
-    e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
-) -> None:
-    task = await simulator.create_task(entity_id=ENTITY)
-    watch = await register(e2e_api, task.id, receiver.url)
-    await settled(e2e_api, watch["id"])
-    answer = await e2e_api.delete(f"/v1/watches/{watch['id']}", headers=auth())
-    assert answer.status_code == 200
-    assert answer.json()["state"] == "delivered"
-
-
 async def test_twenty_concurrent_identical_registrations_make_one_watch_and_one_poll(
     e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
 ) -> None:

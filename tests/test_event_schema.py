@@ -139,3 +139,11 @@ def test_schema_rejects_a_float_amount() -> None:
     event = json.loads(body)
     event["data"]["document"]["total"]["amount"] = 1487.5
     assert not _validator().is_valid(event)
+
+
+def test_the_schema_says_a_receipt_time_without_offset_is_local_and_accepts_it() -> None:
+    issued_at = event_json_schema()["$defs"]["ReceiptDocument"]["properties"]["issued_at"]
+    assert "local time" in issued_at["description"]
+    assert "not UTC" in issued_at["description"]
+    for value in ("2026-11-22T18:47:31", "2026-11-22T18:47:31+01:00", "2026-11-22T17:47:31Z"):
+        jsonschema.validate(value, issued_at, format_checker=jsonschema.FormatChecker())

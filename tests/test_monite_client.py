@@ -460,3 +460,53 @@ async def test_requests_carry_version_entity_and_bearer_headers(
     assert headers["x-monite-version"] == "2024-05-25"
     assert headers["x-monite-entity-id"] == entity
     assert headers["authorization"] == "Bearer static"
+
+
+def _token_reply(expires_in: bytes) -> Reply:
+    body = b'{"access_token": "hostile-endpoint-token"' + expires_in + b"}"
+    return Reply(body=body, headers={"content-type": "application/json"})
+
+
+HOSTILE_EXPIRES_IN = {
+    "huge": b', "expires_in": 100000000000000000000',
+    "negative": b', "expires_in": -5',
+    "zero": b', "expires_in": 0',
+    "missing": b"",
+    "text": b', "expires_in": "soon"',
+    "null": b', "expires_in": null',
+    "float_overflow": b', "expires_in": 1e400',
+}
+
+
+@pytest.mark.parametrize("expires_in", HOSTILE_EXPIRES_IN.values(), ids=HOSTILE_EXPIRES_IN.keys())
+async def test_a_hostile_token_lifetime_still_lets_the_call_through_with_a_bounded_ttl(
+    make_client: ClientFactory,
+    receiver: Receiver,
+    redis: Redis,
+    settings: Settings,
+    expires_in: bytes,
+) -> None:
+    receiver.script([_token_reply(expires_in), Reply(status=404)])
+    client = make_client(monite_base_url=receiver.url)
+
+    result = await client.get_task(str(uuid.uuid4()), None)
+
+    assert isinstance(result, MoniteNotFound)
+    assert receiver.requests[1].headers["authorization"] == "Bearer hostile-endpoint-token"
+    token_key = Keys(settings.key_prefix).monite_token(
+        credentials_id(msgspec.structs.replace(settings, monite_base_url=receiver.url))
+    )
+    assert 0 < await redis.pttl(token_key) <= 86_400_000
+
+
+async def test_an_unusable_token_lifetime_is_logged_with_the_fallback(
+    make_client: ClientFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script([_token_reply(HOSTILE_EXPIRES_IN["text"]), Reply(status=404)])
+    client = make_client(monite_base_url=receiver.url)
+
+    await client.get_task(str(uuid.uuid4()), None)
+
+    [warning] = [r for r in caplog.records if "expires_in" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert warning.__dict__["lifetime_s"] == 300

@@ -397,9 +397,9 @@ def test_receipt_issued_at_keeps_its_offset_and_gives_the_local_date() -> None:
     assert document.issue_date == "2026-11-22"
 
 
-def test_receipt_issued_at_without_offset_is_utc() -> None:
+def test_receipt_issued_at_without_offset_stays_local_with_no_invented_offset() -> None:
     document = _normalize(_task(type="receipt", line_items=[], issued_at="2026-11-22T18:47:31"))
-    assert _builtins(document)["issued_at"] == "2026-11-22T18:47:31Z"
+    assert _builtins(document)["issued_at"] == "2026-11-22T18:47:31"
 
 
 def test_receipt_with_a_date_only_has_no_issue_time() -> None:

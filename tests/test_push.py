@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import time
@@ -13,6 +14,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service import metrics
 from service.api.app import create_app
 from service.settings import Settings
 from service.simulator import SimulatorControl
@@ -23,7 +25,9 @@ SECRET = "whsec_monite-push-test-secret"
 Client = AsyncTestClient[Any]
 
 
-def push_body(task_id: str, event_id: str | None = None) -> bytes:
+def push_body(task_id: str, event_id: str | None = None, id_field: str = "object.id") -> bytes:
+    """An ``ocr_task.finished`` event naming the task in ``object.id`` or ``object_id``."""
+    names_task = {"object": {"id": task_id}} if id_field == "object.id" else {"object_id": task_id}
     return msgspec.json.encode(
         {
             "id": event_id or str(uuid.uuid4()),
@@ -32,16 +36,20 @@ def push_body(task_id: str, event_id: str | None = None) -> bytes:
             "api_version": "2024-05-25",
             "description": "OCR task finished",
             "entity_id": ENTITY,
-            "object": {"id": task_id},
+            **names_task,
             "object_type": "ocr_task",
             "webhook_subscription_id": str(uuid.uuid4()),
         }
     )
 
 
-def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> dict[str, str]:
+def signed(
+    body: bytes, secret: str = SECRET, at: int | None = None, key: bytes | None = None
+) -> dict[str, str]:
+    """Monite's header for ``body``, keyed with ``key`` (default: the secret's text)."""
     t = str(at if at is not None else int(time.time()))
-    v1 = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    hmac_key = secret.encode() if key is None else key
+    v1 = hmac.new(hmac_key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return {"Monite-Signature": f"t={t},v1={v1}", "content-type": "application/json"}
 
 
@@ -136,3 +144,81 @@ async def test_pushes_are_not_held_to_the_per_client_api_rate_limit(
             body = push_body(str(uuid.uuid4()))
             answer = await api.post("/v1/monite/webhooks", content=body, headers=signed(body))
             assert answer.status_code == 200
+
+
+# A secret whose text after whsec_ is base64, so that both key forms exist.
+KEY_BYTES = bytes(range(32))
+B64_SECRET = "whsec_" + base64.b64encode(KEY_BYTES).decode()
+KEY_FORMS = {"text": B64_SECRET.encode(), "base64": KEY_BYTES}
+
+
+@pytest.fixture
+async def b64_push_api(push_settings: Settings) -> Any:
+    settings = msgspec.structs.replace(push_settings, monite_webhook_secret=B64_SECRET)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+def _pushes_counted(key_form: str, id_field: str) -> float:
+    labels = {"signature_key": key_form, "task_id_field": id_field}
+    return metrics.REGISTRY.get_sample_value("ocr_relay_monite_pushes_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("id_field", ["object.id", "object_id"])
+@pytest.mark.parametrize("key_form", KEY_FORMS)
+async def test_a_push_in_either_key_form_naming_the_task_either_way_reaches_its_watch(
+    b64_push_api: Client, receiver: Receiver, key_form: str, id_field: str
+) -> None:
+    task_id = str(uuid.uuid4())
+    await register(b64_push_api, task_id, receiver.url)
+    body = push_body(task_id, id_field=id_field)
+    headers = signed(body, secret=B64_SECRET, key=KEY_FORMS[key_form])
+
+    answer = await b64_push_api.post("/v1/monite/webhooks", content=body, headers=headers)
+
+    assert answer.json() == {"accepted": True, "watches": 1}
+
+
+@pytest.mark.parametrize("id_field", ["object.id", "object_id"])
+@pytest.mark.parametrize("key_form", KEY_FORMS)
+async def test_the_pushes_metric_counts_which_key_form_and_id_field_matched(
+    b64_push_api: Client, key_form: str, id_field: str
+) -> None:
+    before = _pushes_counted(key_form, id_field)
+    body = push_body(str(uuid.uuid4()), id_field=id_field)
+    headers = signed(body, secret=B64_SECRET, key=KEY_FORMS[key_form])
+
+    await b64_push_api.post("/v1/monite/webhooks", content=body, headers=headers)
+
+    assert _pushes_counted(key_form, id_field) == before + 1
+
+
+async def test_a_push_signed_with_the_decoded_key_of_another_secret_is_refused(
+    b64_push_api: Client,
+) -> None:
+    body = push_body(str(uuid.uuid4()))
+    headers = signed(body, secret=B64_SECRET, key=bytes(32))
+    answer = await b64_push_api.post("/v1/monite/webhooks", content=body, headers=headers)
+    assert answer.status_code == 401
+
+
+async def test_a_signed_push_that_is_not_json_is_a_422_and_logged_as_left_to_polling(
+    push_api: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b"<ocr_task finished/>"
+    answer = await push_api.post("/v1/monite/webhooks", content=body, headers=signed(body))
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "body"
+    assert any("keep polling on schedule" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_signed_push_naming_no_task_is_not_accepted_and_logged_as_left_to_polling(
+    push_api: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = msgspec.json.encode(
+        {"id": str(uuid.uuid4()), "action": "ocr_task.finished", "object_type": "ocr_task"}
+    )
+    answer = await push_api.post("/v1/monite/webhooks", content=body, headers=signed(body))
+    assert answer.json() == {"accepted": False, "watches": 0}
+    [line] = [r for r in caplog.records if "keep polling on schedule" in r.getMessage()]
+    assert "names no task" in line.__dict__["reason"]

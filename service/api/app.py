@@ -18,12 +18,13 @@ from litestar.static_files import create_static_files_router
 
 from service import logs
 from service.api.deps import Services
-from service.api.documents import DocumentController
+from service.api.documents import document_controller
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import health_live, health_ready, metrics_endpoint
 from service.api.push import monite_webhook
 from service.api.rate_limit import RateLimitMiddleware
 from service.api.request_metrics import RequestTimer, count_response
+from service.api.request_rules import JSON_BODY_LIMIT, check_request
 from service.api.schema_doc import event_schema
 from service.api.schemas import DocumentUploadForm, DocumentUrlIn
 from service.api.watches import EventController, WatchController
@@ -84,7 +85,11 @@ def create_app(settings: Settings) -> Litestar:
             # Every /v1 route but Monite's push takes an API key: the schema says so per route.
             Router(
                 path="/",
-                route_handlers=[WatchController, EventController, DocumentController],
+                route_handlers=[
+                    WatchController,
+                    EventController,
+                    document_controller(settings.max_upload_bytes),
+                ],
                 security=[{BEARER: []}],
             ),
             create_static_files_router(
@@ -100,7 +105,9 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[RequestTimer(), RateLimitMiddleware()],
         before_send=[count_response],
-        request_max_body_size=settings.max_upload_bytes + 64 * 1024,
+        before_request=check_request,
+        # Every route takes a JSON body at most; the upload route raises its own limit.
+        request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=_OpenAPIConfig(
             title="ocr-relay",
             version=VERSION,

@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException
 
-from service.auth import authenticate
+from service.auth import authenticate, bearer_token
 from service.egress import CallbackPolicy
 from service.monite import MoniteClient
 from service.queue import Queue
@@ -42,14 +42,13 @@ def provide_services(state: State) -> Services:
 def provide_client(request: Request[Any, Any, Any], state: State) -> str:
     """The name of the client whose API key is in ``Authorization: Bearer …`` (401 otherwise)."""
     services: Services = state.services
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise NotAuthorizedException(
             detail="send your API key as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    client = authenticate(services.settings.api_keys, token.strip())
+    client = authenticate(services.settings.api_keys, token)
     if client is None:
         raise NotAuthorizedException(
             detail="unknown API key", headers={"WWW-Authenticate": "Bearer"}

@@ -7,7 +7,6 @@ leaves an orphan OCR task behind.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -17,14 +16,9 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException
 
 from service.api.deps import DEPENDENCIES, ClientDep, ServicesDep
-from service.api.errors import AUTHENTICATED, InvalidField, problem_responses
-from service.api.schemas import (
-    MAX_DEADLINE_S,
-    DocumentType,
-    DocumentUrlIn,
-    WatchOut,
-    watch_out,
-)
+from service.api.errors import AUTHENTICATED, InvalidField, InvalidRequest, problem_responses
+from service.api.request_rules import JSON_BODY_LIMIT, decode_json_body, is_json, too_large
+from service.api.schemas import DocumentFieldsIn, DocumentUrlIn, WatchOut, watch_out
 from service.api.watches import IdempotencyKey, checked_callback, encode_metadata, register
 from service.domain.monite_models import decode_task
 from service.monite import (
@@ -35,7 +29,6 @@ from service.monite import (
     MoniteUnauthorized,
 )
 
-_DOCUMENT_TYPES: Final = ("invoice", "credit_note", "receipt")
 # Monite accepts PDF, PNG and JPG; the first bytes tell which a file really is.
 _MAGIC: Final = {
     b"%PDF-": "application/pdf",
@@ -43,18 +36,10 @@ _MAGIC: Final = {
     b"\xff\xd8\xff": "image/jpeg",
 }
 _MAX_FILENAME: Final = 255
+# Room in a multipart body for the form fields and part headers besides the file itself.
+_FORM_ALLOWANCE: Final = JSON_BODY_LIMIT
 # A client waits at most this long for Monite's shared rate budget, then gets 503 + Retry-After.
 _BUDGET_WAIT_S: Final = 5.0
-
-
-class _Fields(msgspec.Struct, frozen=True, kw_only=True):
-    callback_url: str
-    entity_id: str | None
-    document_type: DocumentType | None
-    metadata: dict[str, Any] | None
-    secret: str | None
-    deadline_s: int | None
-    include_raw: bool
 
 
 class DocumentController(Controller):
@@ -84,46 +69,32 @@ class DocumentController(Controller):
         second Monite task.
         """
         content_type = request.headers.get("content-type", "")
+        fields: DocumentFieldsIn
         create_task: Callable[[], Awaitable[Any]]
         if content_type.startswith("multipart/form-data"):
-            fields, upload = await _multipart(request)
-            await checked_callback(services, fields.callback_url)
-            encode_metadata(fields.metadata)
+            fields, upload = await _multipart(request, services.settings.max_upload_bytes)
+            entity_id = _text(fields.entity_id)
 
             def create_task() -> Awaitable[Any]:
+                filename, content, media_type = upload
                 return services.monite.upload_file(
-                    upload[0],
-                    upload[1],
-                    upload[2],
+                    filename,
+                    content,
+                    media_type,
                     fields.document_type,
-                    fields.entity_id,
+                    entity_id,
                     max_wait_s=_BUDGET_WAIT_S,
                 )
 
-        elif content_type.startswith("application/json"):
-            try:
-                data = msgspec.json.decode(await request.body(), type=DocumentUrlIn)
-            except msgspec.ValidationError as exc:
-                raise InvalidField.from_validation(str(exc)) from None
-            except msgspec.DecodeError:
-                raise InvalidField("body", "is not valid JSON") from None
-            fields = _Fields(
-                callback_url=data.callback_url,
-                entity_id=None if data.entity_id is None else str(data.entity_id),
-                document_type=data.document_type,
-                metadata=data.metadata,
-                secret=data.secret,
-                deadline_s=data.deadline_s,
-                include_raw=data.include_raw,
-            )
+        elif is_json(content_type):
+            data = decode_json_body(await request.body(), DocumentUrlIn)
             if not data.file_url.startswith(("http://", "https://")):
                 raise InvalidField("file_url", "must be an http(s) URL")
-            await checked_callback(services, fields.callback_url)
-            encode_metadata(fields.metadata)
+            fields, entity_id = data, _text(data.entity_id)
 
             def create_task() -> Awaitable[Any]:
                 return services.monite.create_task_from_url(
-                    data.file_url, data.document_type, fields.entity_id, max_wait_s=_BUDGET_WAIT_S
+                    data.file_url, data.document_type, entity_id, max_wait_s=_BUDGET_WAIT_S
                 )
 
         else:
@@ -131,6 +102,8 @@ class DocumentController(Controller):
                 status_code=415,
                 detail="send multipart/form-data with a 'file' part, or JSON with 'file_url'",
             )
+        await checked_callback(services, fields.callback_url)
+        encode_metadata(fields.metadata)
         if idempotency_key is not None:
             earlier = await services.watches.claim_idempotency(client, idempotency_key)
             if earlier is not None:
@@ -146,7 +119,7 @@ class DocumentController(Controller):
             client,
             task_id=task_id,
             callback_url=fields.callback_url,
-            entity_id=fields.entity_id,
+            entity_id=entity_id,
             metadata=fields.metadata,
             secret=fields.secret,
             deadline_s=fields.deadline_s,
@@ -157,87 +130,69 @@ class DocumentController(Controller):
         return Response(out, status_code=202)
 
 
-async def _multipart(request: Request[Any, Any, Any]) -> tuple[_Fields, tuple[str, bytes, str]]:
+def document_controller(max_upload_bytes: int) -> type[DocumentController]:
+    """``DocumentController`` taking a multipart body of one file of ``max_upload_bytes``.
+
+    Every other route keeps the app's JSON limit; a JSON body sent here is held to it as well
+    (``decode_json_body``).
+    """
+    limit = max_upload_bytes + _FORM_ALLOWANCE
+    return type("DocumentController", (DocumentController,), {"request_max_body_size": limit})
+
+
+async def _multipart(
+    request: Request[Any, Any, Any], max_upload_bytes: int
+) -> tuple[DocumentFieldsIn, tuple[str, bytes, str]]:
+    """The form's fields, checked as JSON's are (``DocumentFieldsIn``), and its file."""
     form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidField("file", "a multipart part named 'file' with the document is required")
+    values: dict[str, Any] = {}
+    upload: UploadFile | None = None
+    for name in form:
+        parts = form.getall(name)
+        if len(parts) > 1:
+            raise InvalidRequest(name, "is given more than once")
+        [part] = parts
+        if name == "file":
+            if not isinstance(part, UploadFile):
+                raise InvalidRequest("file", "must be a file part (with a filename)")
+            upload = part
+        elif isinstance(part, UploadFile):
+            raise InvalidRequest(name, "must be a text field, not a file")
+        elif part != "":  # an empty field is an absent one, as browsers send them
+            values[name] = _form_json(name, part) if name == "metadata" else part
+    if upload is None:
+        raise InvalidRequest("file", "a multipart part named 'file' with the document is required")
+    try:
+        fields = msgspec.convert(values, DocumentFieldsIn, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest.from_validation(str(exc)) from None
+    return fields, await _document(upload, max_upload_bytes)
+
+
+def _form_json(name: str, text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        raise InvalidRequest(name, "must be JSON text") from None
+
+
+async def _document(upload: UploadFile, max_upload_bytes: int) -> tuple[str, bytes, str]:
+    """The file's name, bytes and detected type; 413 over ``MAX_UPLOAD_BYTES``, 415 if unknown."""
     content = await upload.read()
+    if len(content) > max_upload_bytes:
+        raise too_large(len(content), max_upload_bytes, "file")
     if not content:
         raise InvalidField("file", "is empty")
-    filename = (upload.filename or "document")[:_MAX_FILENAME]
     detected = next((t for magic, t in _MAGIC.items() if content.startswith(magic)), None)
     if detected is None:
         raise HTTPException(
             status_code=415, detail="file: only PDF, PNG and JPEG documents can be OCRed"
         )
-
-    def text(name: str, limit: int = 2048) -> str | None:
-        value = form.get(name)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str) or len(value) > limit:
-            raise InvalidField(name, f"must be text of at most {limit} characters")
-        return value
-
-    known = {
-        "file",
-        "callback_url",
-        "entity_id",
-        "document_type",
-        "metadata",
-        "secret",
-        "deadline_s",
-        "include_raw",
-    }
-    for name in form:
-        if name not in known:
-            raise InvalidField(name, "is not a known field")
-    callback_url = text("callback_url")
-    if callback_url is None:
-        raise InvalidField("callback_url", "is required")
-    entity_id = text("entity_id", 64)
-    if entity_id is not None:
-        entity_id = _uuid("entity_id", entity_id)
-    document_type_text = text("document_type", 32)
-    document_type: DocumentType | None = None
-    if document_type_text is not None:
-        if document_type_text not in _DOCUMENT_TYPES:
-            raise InvalidField("document_type", f"must be one of {', '.join(_DOCUMENT_TYPES)}")
-        document_type = document_type_text  # type: ignore[assignment]
-    metadata_text = text("metadata", 8192)
-    metadata: dict[str, Any] | None = None
-    if metadata_text is not None:
-        try:
-            metadata = msgspec.json.decode(metadata_text, type=dict[str, Any])
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise InvalidField("metadata", "must be a JSON object") from None
-    deadline_text = text("deadline_s", 16)
-    deadline_s = None
-    if deadline_text is not None:
-        if not deadline_text.isdigit() or not 1 <= int(deadline_text) <= MAX_DEADLINE_S:
-            raise InvalidField("deadline_s", f"must be a whole number from 1 to {MAX_DEADLINE_S}")
-        deadline_s = int(deadline_text)
-    secret = text("secret", 300)
-    if secret is not None and not secret.startswith("whsec_"):
-        raise InvalidField("secret", "must be a Standard Webhooks secret (whsec_…)")
-    fields = _Fields(
-        callback_url=callback_url,
-        entity_id=entity_id,
-        document_type=document_type,
-        metadata=metadata,
-        secret=secret,
-        deadline_s=deadline_s,
-        include_raw=(text("include_raw", 5) or "false").lower() == "true",
-    )
-    return fields, (filename, content, detected)
+    return (upload.filename or "document")[:_MAX_FILENAME], content, detected
 
 
-def _uuid(field: str, value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidField(field, "must be a UUID") from None
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _created_task_id(result: MoniteResult) -> str:

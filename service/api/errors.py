@@ -52,9 +52,13 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class InvalidField(HTTPException):
-    """A request field that is well-formed JSON but not acceptable (422)."""
+    """A request field that matches the schema but is refused by a rule it cannot state (422).
+
+    The rules of 400 against 422 are in docs/errors.md.
+    """
 
     status_code = 422
+    title = "Invalid field"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(detail=f"{field}: {message}")
@@ -65,6 +69,38 @@ class InvalidField(HTTPException):
         """From a msgspec validation message (names the field it is about)."""
         error = field_error(message)
         return cls(error.field, error.message)
+
+    @classmethod
+    def with_errors(cls, errors: list[FieldError]) -> InvalidField:
+        """One answer naming several fields (``errors`` must not be empty)."""
+        exc = cls(errors[0].field, errors[0].message)
+        exc.errors = errors
+        exc.detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        return exc
+
+
+class InvalidRequest(InvalidField):
+    """A request that does not match the published schema: syntax, type, range, unknown (400)."""
+
+    status_code = 400
+    title = "Invalid request"
+
+
+class TooLarge(InvalidField):
+    """A body or an uploaded file over its limit (413 naming ``body`` or ``file``)."""
+
+    status_code = 413
+    title = "Request too large"
+
+
+class StateConflict(InvalidField):
+    """A resource's state forbids the action (409 naming ``state``)."""
+
+    status_code = 409
+    title = "Conflict"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("state", message)
 
 
 def problem(
@@ -118,7 +154,7 @@ def handle_validation(
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     """Problem documents for Litestar's and our own HTTP errors."""
     if isinstance(exc, InvalidField):
-        return problem(422, "Invalid field", exc.detail, exc.errors)
+        return problem(exc.status_code, exc.title, exc.detail, exc.errors)
     title = _TITLES.get(exc.status_code, "Error")
     response = problem(exc.status_code, title, exc.detail)
     if exc.headers:
@@ -232,8 +268,11 @@ __all__ = [
     "EXCEPTION_HANDLERS",
     "FieldError",
     "InvalidField",
+    "InvalidRequest",
     "MediaType",
     "Problem",
+    "StateConflict",
+    "TooLarge",
     "problem",
     "problem_responses",
 ]

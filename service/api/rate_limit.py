@@ -8,8 +8,8 @@ large as the OCR load) are not limited.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from litestar.datastructures import MutableScopeHeaders
@@ -18,7 +18,9 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.auth import client_for
 from service.ratelimit import ClientDecision, ClientRateLimit
+from service.settings import ApiClient
 
 _EXEMPT: Final = re.compile(r"^/(health|metrics|schema|v1/monite/webhooks)(/|$)")
 
@@ -28,14 +30,18 @@ def is_exempt(scope: Scope) -> bool:
     return bool(_EXEMPT.match(scope["path"]))
 
 
-def client_identifier(scope: Scope) -> str:
-    """Per API key (hashed: a key itself never becomes a Redis key), else per address."""
-    headers = MutableScopeHeaders(scope)
-    header = headers.get("authorization", "")
-    if header:
-        return "key:" + hashlib.sha256(header.encode()).hexdigest()[:24]
-    client = scope.get("client")
-    return "addr:" + (client[0] if client else "unknown")
+def client_identifier(scope: Scope, clients: Sequence[ApiClient]) -> str:
+    """Per authenticated client, else per address.
+
+    Keyed on who the key authenticates, not on the header's text: ``bearer KEY`` or
+    ``Bearer  KEY`` is the same client and spends the same allowance. A request without a valid
+    key (answered 401) counts against its address, so guessing keys is limited too.
+    """
+    client = client_for(clients, MutableScopeHeaders(scope).get("authorization", ""))
+    if client is not None:
+        return "client:" + client
+    peer = scope.get("client")
+    return "addr:" + (peer[0] if peer else "unknown")
 
 
 def _headers(decision: ClientDecision) -> dict[str, str]:
@@ -57,8 +63,9 @@ class RateLimitMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Refuse a request over its client's allowance; tell every answer what is left."""
-        limit: ClientRateLimit = scope["litestar_app"].state.client_rate_limit
-        decision = await limit.hit(client_identifier(scope))
+        state = scope["litestar_app"].state
+        limit: ClientRateLimit = state.client_rate_limit
+        decision = await limit.hit(client_identifier(scope, state.services.settings.api_keys))
         headers = _headers(decision)
         if not decision.allowed:
             raise TooManyRequestsException(

@@ -53,29 +53,33 @@ EntityId = Annotated[
 ]
 
 
-class WatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class WatchOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What a caller sets on a watch, however it is made: one definition of each field's rules."""
+
+    callback_url: CallbackUrl
+    entity_id: EntityId | None = None
+    metadata: Metadata | None = None
+    secret: Secret | None = None
+    deadline_s: DeadlineS | None = None
+    include_raw: IncludeRaw = False
+
+
+class WatchIn(WatchOptions, kw_only=True):
     """Register a watch on an existing Monite OCR task."""
 
     task_id: uuid.UUID
-    callback_url: CallbackUrl
-    entity_id: EntityId | None = None
-    metadata: Metadata | None = None
-    secret: Secret | None = None
-    deadline_s: DeadlineS | None = None
-    include_raw: IncludeRaw = False
 
 
-class DocumentUrlIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class DocumentFieldsIn(WatchOptions, kw_only=True):
+    """The fields of a document upload besides the file (multipart form fields, as text)."""
+
+    document_type: DocumentType | None = None
+
+
+class DocumentUrlIn(DocumentFieldsIn, kw_only=True):
     """Create a Monite OCR task from a file URL, then watch it."""
 
     file_url: CallbackUrl
-    callback_url: CallbackUrl
-    entity_id: EntityId | None = None
-    document_type: DocumentType | None = None
-    metadata: Metadata | None = None
-    secret: Secret | None = None
-    deadline_s: DeadlineS | None = None
-    include_raw: IncludeRaw = False
 
 
 # Documentation only: service/api/documents.py reads the multipart parts itself.

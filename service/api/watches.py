@@ -14,7 +14,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
-from service.api.errors import AUTHENTICATED, InvalidField, problem_responses
+from service.api.errors import AUTHENTICATED, InvalidField, StateConflict, problem_responses
 from service.api.schemas import (
     MAX_METADATA_BYTES,
     DeliveryList,
@@ -99,7 +99,7 @@ class WatchController(Controller):
         summary="Register a watch on a Monite OCR task",
         responses={
             200: ResponseSpec(WatchOut, description="The same watch was already registered"),
-            **problem_responses(*AUTHENTICATED, 409, 413, 422),
+            **problem_responses(*AUTHENTICATED, 409, 413, 415, 422),
         },
     )
     async def create(
@@ -164,15 +164,21 @@ class WatchController(Controller):
         "/{watch_id:str}",
         status_code=200,
         summary="Cancel a watch",
-        responses=problem_responses(*AUTHENTICATED, 404),
+        responses=problem_responses(*AUTHENTICATED, 404, 409),
     )
     async def cancel(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> WatchOut:
-        """Stops polling or delivery; a finished watch is returned unchanged (idempotent)."""
+        """Stops polling or delivery: 200 with the cancelled watch, again on a repeat.
+
+        A watch that already ended ``delivered`` or ``failed`` has nothing left to cancel: 409
+        naming its state, and the watch is unchanged.
+        """
         watch = await services.watches.cancel(client, watch_id)
         if watch is None:
             raise NotFoundException(detail=_NOT_FOUND)
+        if watch.state != WatchState.CANCELLED:
+            raise StateConflict(f"the watch is already {watch.state}; there is nothing to cancel")
         return watch_out(watch)
 
     @get(
@@ -192,7 +198,7 @@ class WatchController(Controller):
         "/{watch_id:str}/redeliver",
         status_code=202,
         summary="Deliver the final event again",
-        responses=problem_responses(*AUTHENTICATED, 404, 422),
+        responses=problem_responses(*AUTHENTICATED, 404, 409),
     )
     async def redeliver(
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
@@ -201,7 +207,7 @@ class WatchController(Controller):
         try:
             watch = await services.watches.redeliver(client, watch_id)
         except NotAllowed as exc:
-            raise InvalidField("state", str(exc)) from None
+            raise StateConflict(str(exc)) from None
         if watch is None:
             raise NotFoundException(detail=_NOT_FOUND)
         return watch_out(watch)

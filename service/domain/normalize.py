@@ -423,7 +423,11 @@ class _Reader:
         return day
 
     def _issued_at(self, text: str | None) -> tuple[datetime | None, date | None]:
-        """A receipt's time of issue and its local date; a date alone leaves the time null."""
+        """A receipt's time of issue and its local date; a date alone leaves the time null.
+
+        A time without an offset stays without one: it is the printed local time, and the zone
+        of the shop is unknown.
+        """
         text = _text(text)
         if text is None or len(text) <= len("YYYY-MM-DD"):
             return None, self._date(text, "issued_at")
@@ -431,8 +435,6 @@ class _Reader:
             moment = datetime.fromisoformat(text)
         except ValueError:
             return None, self._date(text, "issued_at")
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)  # Monite's timestamps are UTC unless they say
         return moment, moment.date()
 
     # -- parties -----------------------------------------------------------------------------

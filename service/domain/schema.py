@@ -232,8 +232,17 @@ class ReceiptDocument(_Wire, frozen=True, tag_field="kind", tag="receipt"):
     document_number: _DocumentNumber
     issue_date: Annotated[str | None, _doc("Local date of issued_at (or the date alone), ISO.")]
     issued_at: Annotated[
-        _AwareDatetime | None,
-        _doc("Time of issue, RFC 3339 with the printed offset (UTC when Monite gives none)."),
+        datetime | None,
+        msgspec.Meta(
+            description=(
+                "Time of issue as printed. With an offset when the receipt (or Monite) gives one:"
+                " RFC 3339. Without one it is the local time of the place of sale, sent as"
+                " YYYY-MM-DDTHH:MM:SS with no offset: none is invented, and it is not UTC."
+            ),
+            extra_json_schema={
+                "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$"
+            },
+        ),
     ]
     currency: _Currency
     subtotal: _Subtotal

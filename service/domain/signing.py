@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import secrets as _random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, Literal
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the public prefix, not a secret
 SECRET_BYTES: Final = 32
@@ -106,6 +107,18 @@ def verify_signature(
         raise SignatureError("no matching signature")
 
 
+MoniteKeyForm = Literal["text", "base64"]
+
+
+def _monite_keys(secret: str) -> dict[MoniteKeyForm, bytes]:
+    """The HMAC keys a Monite secret may stand for: its text, and the bytes its base64 encodes."""
+    keys: dict[MoniteKeyForm, bytes] = {"text": secret.encode()}
+    # Not base64 after the prefix: only the text form can be meant.
+    with contextlib.suppress(ValueError):
+        keys["base64"] = _secret_key(secret)
+    return keys
+
+
 def verify_monite_signature(
     secret: str,
     header_value: str,
@@ -113,12 +126,13 @@ def verify_monite_signature(
     *,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     now: float | None = None,
-) -> None:
+) -> MoniteKeyForm:
     """Check Monite's ``Monite-Signature: t=<unix>,v1=<hex>`` header of a push; raise on failure.
 
-    UNVERIFIED against live Monite: Monite documents only the header's shape. This follows the
-    Stripe scheme it mirrors: hex HMAC-SHA256 over ``"{t}.{body}"``, keyed with the secret string's
-    UTF-8 bytes as given (``whsec_`` prefix included), several ``v1`` values allowed.
+    Returns which form of the secret made the signature. Monite documents the header's shape
+    (hex HMAC-SHA256 over ``"{t}.{body}"``, several ``v1`` values allowed) but not whether the
+    key is the ``whsec_…`` text itself (as Stripe does) or the bytes its base64 encodes (as
+    Standard Webhooks does), so both are accepted; both need the secret.
     """
     fields: dict[str, list[str]] = {}
     for part in header_value.split(","):
@@ -130,9 +144,13 @@ def verify_monite_signature(
     raw_timestamp = fields["t"][0]
     _check_timestamp(raw_timestamp, tolerance_s, now)
     signed = f"{raw_timestamp}.".encode() + body
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
-    matched = False
-    for candidate in fields["v1"]:
-        matched |= hmac.compare_digest(candidate.lower().encode(), expected)
-    if not matched:
+    matched: MoniteKeyForm | None = None
+    # Every key against every candidate, no early exit, so timing tells nothing useful.
+    for form, key in _monite_keys(secret).items():
+        expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode()
+        for candidate in fields["v1"]:
+            if hmac.compare_digest(candidate.lower().encode(), expected):
+                matched = form
+    if matched is None:
         raise SignatureError("no matching signature")
+    return matched
