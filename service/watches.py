@@ -6,6 +6,7 @@ through the store, and schedule jobs through the queue.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Final
 
@@ -44,6 +45,9 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     # This request holds ``idempotency_key`` already (see ``WatchService.claim_idempotency``).
     idempotency_claimed: bool = False
+    # What the request asked for, digested (``request_digest``): a replay of its Idempotency-Key
+    # must ask for the same.
+    request_digest: str | None = None
 
 
 class Registered(msgspec.Struct, frozen=True):
@@ -56,6 +60,34 @@ class Registered(msgspec.Struct, frozen=True):
 
 class NotAllowed(Exception):
     """The watch is not in a state that allows this operation."""
+
+
+class IdempotencyMismatch(Exception):
+    """An Idempotency-Key was used before with a different request."""
+
+
+def request_digest(*parts: bytes) -> str:
+    """A digest of what a request asked for, to tell a replay of its Idempotency-Key from a
+    different request reusing it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _check_replay(earlier: Watch, digest: str | None) -> None:
+    if earlier.request_digest is not None and digest != earlier.request_digest:
+        raise IdempotencyMismatch(earlier.id)
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """What claiming an Idempotency-Key gave a request that acts before it registers: the watch
+    an earlier request made with it, or the Monite task it made but could not register (reuse
+    it), or neither (this request holds the key now)."""
+
+    watch: Watch | None = None
+    task_id: str | None = None
 
 
 class WatchService:
@@ -82,6 +114,7 @@ class WatchService:
             created_at=now,
             updated_at=now,
             deadline_at=now + timedelta(seconds=reg.deadline_s),
+            request_digest=reg.request_digest if reg.idempotency_key else None,
         )
         group = group_of(watch.entity_id)
         result: CreateResult = await self.store.watches.create_watch(
@@ -96,20 +129,41 @@ class WatchService:
             first_poll_at_ms=priority_score(to_ms(now)),
             idempotency_claimed=reg.idempotency_claimed,
         )
+        if result.replayed:
+            _check_replay(result.watch, reg.request_digest)
         if result.created:
             await self.queue.schedule_round(group, to_ms(now))
         return Registered(
             watch=result.watch, created=result.created, secret=generated if result.created else None
         )
 
-    async def claim_idempotency(self, client: str, idempotency_key: str) -> Watch | None:
+    async def claim_idempotency(
+        self, client: str, idempotency_key: str, digest: str | None
+    ) -> Claimed:
         """For a request that acts before it registers (``POST /v1/documents`` creates the
-        Monite task first): the watch an earlier request with this key made, or None once this
-        request holds the key; it then registers with ``idempotency_claimed`` or, having made
-        nothing, calls ``release_idempotency``. Raises ``IdempotencyInProgress`` meanwhile."""
+        Monite task first): what an earlier request with this key made, or nothing once this
+        request holds the key; it then registers with ``idempotency_claimed``, calling
+        ``remember_task`` as soon as its task exists, or, having made nothing,
+        ``release_idempotency``. Raises ``IdempotencyInProgress`` while another request holds
+        the key, ``IdempotencyMismatch`` when it was used with a different request."""
         key = self.store.keys.idempotency(client, idempotency_key)
-        watch_id = await self.store.idempotency.claim(key, IDEMPOTENCY_HOLD_S)
-        return None if watch_id is None else await self.store.watches.get(watch_id)
+        claim = await self.store.idempotency.claim(key, IDEMPOTENCY_HOLD_S)
+        if claim.task_id is not None:
+            if claim.task_digest and claim.task_digest != digest:
+                raise IdempotencyMismatch(claim.task_id)
+            return Claimed(task_id=claim.task_id)
+        earlier = None if claim.watch_id is None else await self.store.watches.get(claim.watch_id)
+        if earlier is not None:
+            _check_replay(earlier, digest)
+        return Claimed(watch=earlier)
+
+    async def remember_task(
+        self, client: str, idempotency_key: str, task_id: str, digest: str | None
+    ) -> None:
+        """The request holding this key made Monite task ``task_id``: should registering it
+        fail, a retry with the key registers the same task instead of making another."""
+        key = self.store.keys.idempotency(client, idempotency_key)
+        await self.store.idempotency.remember_task(key, task_id, digest)
 
     async def release_idempotency(self, client: str, idempotency_key: str) -> None:
         """Let a retry with this key act again: the request holding it made nothing."""

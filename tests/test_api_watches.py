@@ -8,6 +8,7 @@ from litestar.testing import AsyncTestClient
 
 from service.clock import wall_ms
 from service.storage import Store
+from service.storage.idempotency import Claim
 from tests.conftest import auth
 
 TASK = "2b9f1c3e-7a41-4d2a-9a51-0c7c1f5e8d10"
@@ -71,16 +72,28 @@ async def test_the_same_registration_again_answers_200_with_the_same_watch(api: 
 async def test_an_idempotency_key_replays_the_first_answer(api: Client) -> None:
     headers = {**auth(), "Idempotency-Key": "req-42"}
     first = await api.post("/v1/watches", json=body(), headers=headers)
+    again = await api.post("/v1/watches", json=body(), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+
+
+async def test_an_idempotency_key_reused_with_another_request_is_refused_naming_it(
+    api: Client,
+) -> None:
+    headers = {**auth(), "Idempotency-Key": "req-43"}
+    first = await api.post("/v1/watches", json=body(), headers=headers)
     other = await api.post(
         "/v1/watches", json=body(task_id="7d0c6a52-94a3-4d8e-b1f4-3e5b2a9c7f01"), headers=headers
     )
-    assert other.status_code == 200
-    assert other.json()["id"] == first.json()["id"]
+    assert first.status_code == 201
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert len((await api.get("/v1/watches", headers=auth())).json()["items"]) == 1
 
 
 async def test_an_idempotency_key_another_request_holds_gets_409(api: Client, store: Store) -> None:
     # A document upload under this key is still making its Monite task.
-    assert await store.idempotency.claim(store.keys.idempotency("alpha", "req-7"), 60) is None
+    assert await store.idempotency.claim(store.keys.idempotency("alpha", "req-7"), 60) == Claim()
     headers = {**auth(), "Idempotency-Key": "req-7"}
     answer = await api.post("/v1/watches", json=body(), headers=headers)
     assert answer.status_code == 409

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
+from service.api.errors import InvalidField
 from service.simulator import SimulatorControl
 from service.storage import Store
+from service.storage.idempotency import Claim
+from service.watches import Registration, WatchService
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, settled
 
@@ -164,7 +168,7 @@ async def test_a_request_while_another_with_its_idempotency_key_is_at_work_gets_
 ) -> None:
     # As if another API process were uploading under this key right now.
     key = store.keys.idempotency("alpha", "upload-in-flight")
-    assert await store.idempotency.claim(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) == Claim()
     answer = await e2e_api.post(
         "/v1/documents",
         json={"file_url": "https://files.example.com/inv.pdf", "callback_url": receiver.url},
@@ -174,3 +178,44 @@ async def test_a_request_while_another_with_its_idempotency_key_is_at_work_gets_
     assert answer.json()["errors"][0]["field"] == "Idempotency-Key"
     assert answer.headers["retry-after"] == "5"
     assert (await simulator.counters()).tasks == 0
+
+
+async def test_an_idempotency_key_reused_for_another_document_is_refused_before_monite(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    headers = {**auth(), "Idempotency-Key": "upload-reused"}
+    first = {"file_url": "https://files.example.com/a.pdf", "callback_url": receiver.url}
+    other = {"file_url": "https://files.example.com/b.pdf", "callback_url": receiver.url}
+    assert (await e2e_api.post("/v1/documents", json=first, headers=headers)).status_code == 202
+    answer = await e2e_api.post("/v1/documents", json=other, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert (await simulator.counters()).tasks == 1
+
+
+async def test_a_retry_after_registration_failed_reuses_the_monite_task_it_made(
+    e2e_api: Client,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The registration fails once after Monite made the task (as when the callback's name stops
+    # resolving between the two checks): a fault injected at that line, the rest is real.
+    original = WatchService.register
+    failures: list[str] = []
+
+    async def fails_once(self: WatchService, reg: Registration) -> Any:
+        if not failures:
+            failures.append(reg.task_id)
+            raise InvalidField("callback_url", "host could not be resolved")
+        return await original(self, reg)
+
+    monkeypatch.setattr(WatchService, "register", fails_once)
+    headers = {**auth(), "Idempotency-Key": "upload-orphan"}
+    body = {"file_url": "https://files.example.com/inv.pdf", "callback_url": receiver.url}
+    failed = await e2e_api.post("/v1/documents", json=body, headers=headers)
+    assert failed.status_code == 422
+    retried = await e2e_api.post("/v1/documents", json=body, headers=headers)
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["task_id"] == failures[0]
+    assert (await simulator.counters()).tasks == 1

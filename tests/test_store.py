@@ -13,7 +13,7 @@ from service.domain.watch import SigningSecret, Watch, WatchState
 from service.ids import new_id
 from service.storage import Store
 from service.storage.events import EventRecord, LoggedAttempt
-from service.storage.idempotency import IdempotencyInProgress
+from service.storage.idempotency import Claim, IdempotencyInProgress
 from service.storage.schedule import PollRecord
 
 
@@ -446,13 +446,13 @@ async def test_a_polled_group_needs_no_round_from_the_safety_net(store: Store) -
 async def test_an_idempotency_key_of_an_expired_watch_is_taken_over_once(store: Store) -> None:
     key = store.keys.idempotency("a", "req-1")
     await store.redis.set(key, "wat_expired0000000")  # its watch is gone
-    assert await store.idempotency.claim(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) == Claim()
     with pytest.raises(IdempotencyInProgress):  # a concurrent retry finds it held now
         await store.idempotency.claim(key, hold_s=60)
 
 
 async def test_a_released_idempotency_key_can_be_claimed_again(store: Store) -> None:
     key = store.keys.idempotency("a", "req-2")
-    assert await store.idempotency.claim(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) == Claim()
     await store.idempotency.release(key)
-    assert await store.idempotency.claim(key, hold_s=60) is None
+    assert await store.idempotency.claim(key, hold_s=60) == Claim()

@@ -6,6 +6,7 @@ leaves an orphan OCR task behind.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -28,6 +29,7 @@ from service.monite import (
     MoniteResult,
     MoniteUnauthorized,
 )
+from service.watches import request_digest
 
 # Monite accepts PDF, PNG and JPG; the first bytes tell which a file really is.
 _MAGIC: Final = {
@@ -74,6 +76,7 @@ class DocumentController(Controller):
         if content_type.startswith("multipart/form-data"):
             fields, upload = await _multipart(request, services.settings.max_upload_bytes)
             entity_id = _text(fields.entity_id)
+            document = hashlib.sha256(upload[1]).digest()
 
             def create_task() -> Awaitable[Any]:
                 filename, content, media_type = upload
@@ -91,6 +94,7 @@ class DocumentController(Controller):
             if not data.file_url.startswith(("http://", "https://")):
                 raise InvalidField("file_url", "must be an http(s) URL")
             fields, entity_id = data, _text(data.entity_id)
+            document = data.file_url.encode()
 
             def create_task() -> Awaitable[Any]:
                 return services.monite.create_task_from_url(
@@ -104,16 +108,22 @@ class DocumentController(Controller):
             )
         await checked_callback(services, fields.callback_url)
         encode_metadata(fields.metadata)
+        digest = request_digest(b"POST /v1/documents", document, msgspec.json.encode(fields))
+        task_id = None
         if idempotency_key is not None:
-            earlier = await services.watches.claim_idempotency(client, idempotency_key)
-            if earlier is not None:
-                return Response(watch_out(earlier), status_code=202)
-        try:
-            task_id = _created_task_id(await create_task())
-        except BaseException:
-            if idempotency_key is not None:  # nothing was made: a retry may try again
-                await services.watches.release_idempotency(client, idempotency_key)
-            raise
+            earlier = await services.watches.claim_idempotency(client, idempotency_key, digest)
+            if earlier.watch is not None:
+                return Response(watch_out(earlier.watch), status_code=202)
+            task_id = earlier.task_id  # made by a try whose registration failed: reuse it
+        if task_id is None:
+            try:
+                task_id = _created_task_id(await create_task())
+            except BaseException:
+                if idempotency_key is not None:  # nothing was made: a retry may try again
+                    await services.watches.release_idempotency(client, idempotency_key)
+                raise
+            if idempotency_key is not None:
+                await services.watches.remember_task(client, idempotency_key, task_id, digest)
         out, _ = await register(
             services,
             client,
@@ -126,6 +136,7 @@ class DocumentController(Controller):
             include_raw=fields.include_raw,
             idempotency_key=idempotency_key,
             idempotency_claimed=idempotency_key is not None,
+            digest=digest,
         )
         return Response(out, status_code=202)
 

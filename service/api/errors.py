@@ -21,6 +21,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.storage.idempotency import IdempotencyInProgress
+from service.watches import IdempotencyMismatch
 
 log = logging.getLogger("ocr_relay.api")
 
@@ -206,6 +207,24 @@ def handle_idempotency_in_progress(
     return response
 
 
+def handle_idempotency_mismatch(
+    request: Request[Any, Any, Any], exc: IdempotencyMismatch
+) -> Response[Problem]:
+    """422: an Idempotency-Key reused with a different request (as payment APIs answer)."""
+    return problem(
+        422,
+        "Invalid field",
+        "Idempotency-Key: was used before with a different request; send the same request to "
+        "replay it, or use a new key",
+        [
+            FieldError(
+                field="Idempotency-Key",
+                message="was used before with a different request; use a new key",
+            )
+        ],
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug or an outage: log it, answer a 500 that reveals nothing."""
     log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
@@ -259,6 +278,7 @@ EXCEPTION_HANDLERS: Final = {
     RedisTimeoutError: handle_storage_unavailable,
     ReadOnlyError: handle_storage_unavailable,
     IdempotencyInProgress: handle_idempotency_in_progress,
+    IdempotencyMismatch: handle_idempotency_mismatch,
     OutOfMemoryError: handle_storage_unavailable,
     Exception: handle_unexpected,
 }

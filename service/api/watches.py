@@ -28,7 +28,7 @@ from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState
 from service.egress import CallbackRefused
 from service.storage.watches import InvalidCursor
-from service.watches import NotAllowed, Registration
+from service.watches import NotAllowed, Registration, request_digest
 
 _NOT_FOUND = "no such watch"
 
@@ -62,6 +62,7 @@ async def register(
     include_raw: bool,
     idempotency_key: str | None,
     idempotency_claimed: bool = False,
+    digest: str | None = None,
 ) -> tuple[WatchOut, bool]:
     """Register a watch (shared by ``/v1/watches`` and ``/v1/documents``)."""
     registered = await services.watches.register(
@@ -76,6 +77,7 @@ async def register(
             include_raw=include_raw,
             idempotency_key=idempotency_key,
             idempotency_claimed=idempotency_claimed,
+            request_digest=digest,
         )
     )
     return watch_out(registered.watch, secret=registered.secret), registered.created
@@ -121,6 +123,7 @@ class WatchController(Controller):
             deadline_s=data.deadline_s,
             include_raw=data.include_raw,
             idempotency_key=idempotency_key,
+            digest=request_digest(b"POST /v1/watches", msgspec.json.encode(data)),
         )
         return Response(out, status_code=201 if created else 200)
 

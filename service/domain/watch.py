@@ -103,6 +103,9 @@ class Watch(msgspec.Struct, kw_only=True):
     # When the next delivery attempt of a `delivering` watch is due: the score of its entry in the
     # delivery index (see ``delivery_step_at``), kept in the record so the two cannot disagree.
     next_attempt_at: datetime | None = None
+    # A digest of the request that made the watch under an Idempotency-Key: a replay of the key
+    # with another request is refused instead of answered with this watch.
+    request_digest: str | None = None
     version: int = 0
 
     def active_secrets(self, now: datetime) -> tuple[str, ...]:

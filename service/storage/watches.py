@@ -42,14 +42,15 @@ _transition_decoder = msgspec.msgpack.Decoder(Transition)
 
 # Registration (KEYS: watch, registration, idempotency key or the registration again, client
 # index, task set, due set, groups, transitions, stats, early set). ARGV[6]: '0' no
-# Idempotency-Key, '1' one, '2' one this request holds (pending, ARGV[9]). Answers {1, id} when
-# created, {0, id} with the earlier watch, {2, ''} while another request holds the key.
+# Idempotency-Key, '1' one, '2' one this request holds (pending, ARGV[9], or naming the Monite task
+# it made). Answers {1, id} when created, {0, id} with the watch of the same registration, {3, id}
+# with the watch the Idempotency-Key named, {2, ''} while another request holds the key.
 _CREATE = """
 if ARGV[6] ~= '0' then
   local existing = redis.call('GET', KEYS[3])
-  if existing == ARGV[9] then
+  if existing == ARGV[9] or (existing and string.sub(existing, 1, 5) == 'task:') then
     if ARGV[6] == '1' then return {2, ''} end
-  elseif existing then return {0, existing} end
+  elseif existing then return {3, existing} end
 end
 local dup = redis.call('GET', KEYS[2])
 if dup then
@@ -138,10 +139,12 @@ class WatchPage(msgspec.Struct, frozen=True):
 
 
 class CreateResult(msgspec.Struct, frozen=True):
-    """The watch a registration ended with; ``created`` is False when an existing one was found."""
+    """The watch a registration ended with; ``created`` is False when an existing one was found,
+    ``replayed`` True when its Idempotency-Key named it."""
 
     watch: Watch
     created: bool
+    replayed: bool = False
 
 
 class WatchRecords:
@@ -200,7 +203,7 @@ class WatchRecords:
         )
         if created == _IN_PROGRESS:
             raise IdempotencyInProgress(idempotency_key)
-        if created:
+        if created == _CREATED:
             return CreateResult(watch=watch, created=True)
         existing = await self.get(watch_id.decode())
         if existing is None:  # the earlier watch expired after its retention period
@@ -213,7 +216,7 @@ class WatchRecords:
                 idempotency_ttl_s=idempotency_ttl_s,
                 idempotency_claimed=idempotency_claimed,
             )
-        return CreateResult(watch=existing, created=False)
+        return CreateResult(watch=existing, created=False, replayed=created == _REPLAYED)
 
     async def get(self, watch_id: str) -> Watch | None:
         """The watch, or None when unknown."""
@@ -430,5 +433,7 @@ class InvalidCursor(ValueError):
     """A pagination cursor that this service did not hand out."""
 
 
-# ``_CREATE``'s answer while another request holds the Idempotency-Key.
+# ``_CREATE``'s answers: created; another request holds the Idempotency-Key; the key named a watch.
+_CREATED: Final = 1
 _IN_PROGRESS: Final = 2
+_REPLAYED: Final = 3
