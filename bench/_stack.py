@@ -33,7 +33,7 @@ import redis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.devstack import RedisServer, free_port
+from service.cli.devstack import RedisServer, free_port
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET
 from service.simulator import SimulatorControl
 from service.simulator.state import Counters

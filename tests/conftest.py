@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.devstack import RedisServer
 from service.settings import ENV_VARS, Settings
 from service.storage.keys import Keys
+from tests.redis_process import RedisProcess
 
 TEST_REDIS_URL = os.environ.get("OCR_RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -57,17 +57,17 @@ def settings(key_prefix: str) -> Settings:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
     """Factory: ``private_redis(appendonly=True, …)`` starts a ``redis-server`` of this test alone
-    (options as ``RedisServer`` takes them: ``extra_args``, ``config``).
+    (options as ``RedisProcess`` takes them: ``extra_args``, ``config``).
 
-    The returned ``RedisServer`` has ``url``, ``port``, ``stop()`` (graceful), ``kill()`` (crash)
+    The returned ``RedisProcess`` has ``url``, ``port``, ``stop()`` (graceful), ``kill()`` (crash)
     and ``start()`` (again, same port and data). Every server still running is stopped afterwards.
     """
-    servers: list[RedisServer] = []
+    servers: list[RedisProcess] = []
 
-    def start(**options: Any) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(servers)}", **options)
+    def start(**options: Any) -> RedisProcess:
+        server = RedisProcess(tmp_path / f"redis-{len(servers)}", **options)
         servers.append(server)
         server.start()
         return server

@@ -18,10 +18,6 @@ IO_LIBRARIES = {"redis", "arq", "litestar", "httpx", "httpx_aiohttp", "aiohttp",
 TOP = (
     "service.api",
     "service.cli",
-    "service.inspect_cmd",
-    "service.normalize_cmd",
-    "service.devstack",
-    "service.dev_inbox",
     "workers",
 )
 

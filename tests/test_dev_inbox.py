@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.dev_inbox import INBOX_PATH, create_inbox_app
+from service.cli.dev_inbox import INBOX_PATH, create_inbox_app
 from service.domain.signing import generate_secret, sign
 
 SECRET = generate_secret()

@@ -19,8 +19,9 @@ import httpx
 import pytest
 import redis
 
-from service.devstack import RedisServer, dev_api_key, free_port, redis_reachable
+from service.cli.devstack import dev_api_key, free_port, redis_reachable
 from tests.conftest import Receiver, cli_env
+from tests.redis_process import RedisProcess
 
 READY_TIMEOUT_S = 45.0
 
@@ -166,7 +167,7 @@ def test_dev_stops_the_rest_and_exits_1_when_a_child_dies(
 @pytest.mark.slow
 def test_dev_uses_a_reachable_redis_and_configured_monite_as_they_are(
     dev_stack: Callable[..., DevStack],
-    private_redis: Callable[..., RedisServer],
+    private_redis: Callable[..., RedisProcess],
     tmp_path: Path,
 ) -> None:
     server = private_redis(appendonly=False)
@@ -197,7 +198,7 @@ def test_dev_without_redis_explains_how_to_install_it(tmp_path: Path) -> None:
 
 
 def test_private_redis_keeps_writes_across_a_graceful_restart(
-    private_redis: Callable[..., RedisServer],
+    private_redis: Callable[..., RedisProcess],
 ) -> None:
     server = private_redis()
     client = redis.Redis.from_url(server.url)

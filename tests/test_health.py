@@ -10,19 +10,19 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
-from service.devstack import RedisServer
 from service.settings import Settings
 from service.storage.keys import Keys
+from tests.redis_process import RedisProcess
 
 
 @pytest.fixture
-def own_redis(private_redis: Callable[..., RedisServer]) -> RedisServer:
+def own_redis(private_redis: Callable[..., RedisProcess]) -> RedisProcess:
     return private_redis(appendonly=False)
 
 
 @pytest.fixture
 async def client(
-    own_redis: RedisServer, key_prefix: str
+    own_redis: RedisProcess, key_prefix: str
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
     app = create_app(Settings(redis_url=own_redis.url, key_prefix=key_prefix))
     async with AsyncTestClient(app=app) as test_client:
@@ -36,7 +36,7 @@ async def test_ready_is_200_while_redis_answers(client: AsyncTestClient[Litestar
 
 
 async def test_ready_is_503_with_the_reason_when_redis_is_down(
-    client: AsyncTestClient[Litestar], own_redis: RedisServer
+    client: AsyncTestClient[Litestar], own_redis: RedisProcess
 ) -> None:
     own_redis.stop()
     response = await client.get("/health/ready")
@@ -47,7 +47,7 @@ async def test_ready_is_503_with_the_reason_when_redis_is_down(
 
 
 async def test_live_is_200_while_redis_is_down(
-    client: AsyncTestClient[Litestar], own_redis: RedisServer
+    client: AsyncTestClient[Litestar], own_redis: RedisProcess
 ) -> None:
     own_redis.stop()
     response = await client.get("/health/live")
@@ -56,7 +56,7 @@ async def test_live_is_200_while_redis_is_down(
 
 
 async def test_ready_recovers_when_redis_comes_back(
-    client: AsyncTestClient[Litestar], own_redis: RedisServer
+    client: AsyncTestClient[Litestar], own_redis: RedisProcess
 ) -> None:
     own_redis.stop()
     assert (await client.get("/health/ready")).status_code == 503
@@ -65,7 +65,7 @@ async def test_ready_recovers_when_redis_comes_back(
 
 
 async def test_ready_reports_a_worker_heartbeat(
-    client: AsyncTestClient[Litestar], own_redis: RedisServer, key_prefix: str
+    client: AsyncTestClient[Litestar], own_redis: RedisProcess, key_prefix: str
 ) -> None:
     before = (await client.get("/health/ready")).json()["workers"]
     redis: Redis = Redis.from_url(own_redis.url)

@@ -19,7 +19,6 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
-from service.devstack import RedisServer
 from service.domain.signing import generate_secret
 from service.logs import JsonFormatter
 from service.monite import MoniteClient, MoniteUnauthorized, build_monite_http, credentials_id
@@ -28,6 +27,7 @@ from service.settings import Settings
 from service.simulator import SimulatorControl
 from service.storage.keys import Keys
 from tests.conftest import API_KEYS, Receiver, auth
+from tests.redis_process import RedisProcess
 
 ENTITY = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 WRONG_API_KEY = "ocr_wrong-key-presented-by-a-stranger"
@@ -215,7 +215,7 @@ async def test_a_full_run_logs_no_secret_or_token(
 async def test_a_redis_outage_logs_no_redis_password(
     captured: Captured,
     hygiene_settings: Settings,
-    private_redis: Callable[..., RedisServer],
+    private_redis: Callable[..., RedisProcess],
     serving: Callable[..., asyncio.Task[None]],
     simulator: SimulatorControl,
     receiver: Receiver,

@@ -26,10 +26,11 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
 from service import metrics
 from service.api.app import create_app
-from service.devstack import RedisServer, free_port
+from service.cli.devstack import free_port
 from service.settings import Settings
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, auth, cli_env
+from tests.redis_process import RedisProcess
 from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]
@@ -37,12 +38,12 @@ RESTART_MESSAGE = "redis out of service; restarting the worker"
 
 
 @pytest.fixture
-def own_redis(private_redis: Callable[..., RedisServer]) -> RedisServer:
+def own_redis(private_redis: Callable[..., RedisProcess]) -> RedisProcess:
     return private_redis()
 
 
 @pytest.fixture
-def outage_settings(e2e_settings: Settings, own_redis: RedisServer) -> Settings:
+def outage_settings(e2e_settings: Settings, own_redis: RedisProcess) -> Settings:
     """The end-to-end settings on the private Redis, giving up on a command after 0.5 s."""
     return msgspec.structs.replace(e2e_settings, redis_url=own_redis.url, redis_timeout_s=0.5)
 
@@ -73,7 +74,7 @@ def watch_payload(callback_url: str = "http://127.0.0.1:9/ocr") -> dict[str, str
 
 
 async def test_registration_answers_503_problem_with_retry_after_while_redis_is_down(
-    outage_api: Client, own_redis: RedisServer
+    outage_api: Client, own_redis: RedisProcess
 ) -> None:
     own_redis.stop()
     answer = await outage_api.post("/v1/watches", json=watch_payload(), headers=auth())
@@ -84,7 +85,7 @@ async def test_registration_answers_503_problem_with_retry_after_while_redis_is_
 
 
 async def test_503s_of_an_outage_are_counted_though_no_handler_ran(
-    outage_api: Client, own_redis: RedisServer
+    outage_api: Client, own_redis: RedisProcess
 ) -> None:
     # The rate limiter (middleware) meets the outage first: the app-level handler answers.
     labels = {"route": "/v1/watches", "method": "GET", "status": "503"}
@@ -96,7 +97,7 @@ async def test_503s_of_an_outage_are_counted_though_no_handler_ran(
 
 
 async def test_a_hung_redis_gets_503_after_the_redis_timeout_instead_of_a_hung_request(
-    outage_api: Client, own_redis: RedisServer
+    outage_api: Client, own_redis: RedisProcess
 ) -> None:
     own_redis.pause()
     try:
@@ -117,8 +118,8 @@ REFUSALS = {
 
 @pytest.fixture(params=sorted(REFUSALS))
 async def refusing(
-    request: pytest.FixtureRequest, private_redis: Callable[..., RedisServer]
-) -> tuple[RedisServer, str]:
+    request: pytest.FixtureRequest, private_redis: Callable[..., RedisProcess]
+) -> tuple[RedisProcess, str]:
     """A private Redis that refuses writes (read-only, or filled up), and the API's detail."""
     args, detail = REFUSALS[request.param]
     server = private_redis(appendonly=False, extra_args=args)
@@ -130,7 +131,7 @@ async def refusing(
 
 
 async def test_a_redis_that_refuses_writes_gets_503_naming_why(
-    refusing: tuple[RedisServer, str], e2e_settings: Settings
+    refusing: tuple[RedisProcess, str], e2e_settings: Settings
 ) -> None:
     server, detail = refusing
     settings = msgspec.structs.replace(e2e_settings, redis_url=server.url)
@@ -142,7 +143,7 @@ async def test_a_redis_that_refuses_writes_gets_503_naming_why(
 
 
 async def test_a_worker_on_a_redis_that_refuses_writes_waits_instead_of_dying(
-    refusing: tuple[RedisServer, str],
+    refusing: tuple[RedisProcess, str],
     e2e_settings: Settings,
     serving: Callable[..., asyncio.Task[None]],
     worker_restarted: Callable[[], Awaitable[None]],
@@ -154,7 +155,7 @@ async def test_a_worker_on_a_redis_that_refuses_writes_waits_instead_of_dying(
 
 
 async def test_the_api_serves_again_as_soon_as_redis_is_back(
-    outage_api: Client, own_redis: RedisServer
+    outage_api: Client, own_redis: RedisProcess
 ) -> None:
     assert (await outage_api.get("/v1/watches", headers=auth())).status_code == 200
     own_redis.stop()
@@ -168,7 +169,7 @@ async def test_a_worker_rides_out_a_redis_restart_and_delivers_the_watch_it_was_
     outage_api: Client,
     outage_settings: Settings,
     serving: Callable[..., asyncio.Task[None]],
-    own_redis: RedisServer,
+    own_redis: RedisProcess,
     simulator: SimulatorControl,
     receiver: Receiver,
     worker_restarted: Callable[[], Awaitable[None]],
@@ -190,7 +191,7 @@ async def test_a_worker_started_before_redis_waits_for_it_and_then_works(
     outage_api: Client,
     outage_settings: Settings,
     serving: Callable[..., asyncio.Task[None]],
-    own_redis: RedisServer,
+    own_redis: RedisProcess,
     simulator: SimulatorControl,
     receiver: Receiver,
     worker_restarted: Callable[[], Awaitable[None]],
@@ -217,7 +218,7 @@ def test_a_stop_signal_ends_a_worker_process_that_waits_for_redis() -> None:
 
 
 def test_a_worker_process_serving_metrics_lives_through_a_redis_restart(
-    own_redis: RedisServer,
+    own_redis: RedisProcess,
 ) -> None:
     port = free_port()
     with WorkerProcess(own_redis.url, WORKER_METRICS_PORT=str(port)) as worker:

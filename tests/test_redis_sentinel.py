@@ -16,12 +16,13 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
-from service.devstack import RedisServer, redis_reachable
+from service.cli.devstack import redis_reachable
 from service.polling import LEASE_MS
 from service.sentinel_url import SentinelUrl, parse_sentinel_url
 from service.settings import Settings
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, auth
+from tests.redis_process import RedisProcess
 from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]
@@ -31,9 +32,9 @@ WATCH = {"task_id": "4f1d2c3b-0000-4000-8000-000000000001", "callback_url": "htt
 
 
 class SentinelStack(msgspec.Struct):
-    primary: RedisServer
-    replica: RedisServer
-    sentinel: RedisServer
+    primary: RedisProcess
+    replica: RedisProcess
+    sentinel: RedisProcess
 
     @property
     def url(self) -> str:
@@ -47,7 +48,7 @@ class SentinelStack(msgspec.Struct):
 
 
 @pytest.fixture
-def stack(private_redis: Callable[..., RedisServer]) -> SentinelStack:
+def stack(private_redis: Callable[..., RedisProcess]) -> SentinelStack:
     primary = private_redis(extra_args=["--repl-diskless-sync-delay", "0"])  # sync at once
     replica = private_redis(extra_args=["--replicaof", "127.0.0.1", str(primary.port)])
     sentinel = private_redis(
@@ -63,7 +64,7 @@ def stack(private_redis: Callable[..., RedisServer]) -> SentinelStack:
     return SentinelStack(primary, replica, sentinel)
 
 
-def _wait_until_in_sync(replica: RedisServer, within_s: float = 10.0) -> None:
+def _wait_until_in_sync(replica: RedisProcess, within_s: float = 10.0) -> None:
     client = redis.Redis(port=replica.port)
     deadline = time.monotonic() + within_s
     try:
@@ -109,7 +110,7 @@ def test_the_passwords_of_a_sentinel_url_are_not_in_its_repr() -> None:
 
 
 async def test_sentinels_that_require_a_password_are_asked_with_it(
-    private_redis: Callable[..., RedisServer], e2e_settings: Settings, stack: SentinelStack
+    private_redis: Callable[..., RedisProcess], e2e_settings: Settings, stack: SentinelStack
 ) -> None:
     guarded = private_redis(
         appendonly=False,

@@ -26,7 +26,7 @@ import httpx
 import redis
 from redis.sentinel import Sentinel
 
-from service.dev_inbox import INBOX_PATH
+from service.cli.dev_inbox import INBOX_PATH
 from service.domain.signing import generate_secret
 from service.sealing import generate_key
 from service.sentinel_url import parse_sentinel_url
@@ -47,7 +47,7 @@ DEV_DATA_DIR: Final = Path(".ocr-relay")
 SECRETS_KEY_FILE: Final = "secrets.key"
 DEV_API_KEY_FILE: Final = "dev-api-key"
 DEV_INBOX_SECRET_FILE: Final = "dev-inbox-secret"  # noqa: S105 - a file name, not a secret
-SAMPLE_INVOICE: Final = Path(__file__).resolve().parent.parent / "samples" / "invoice.pdf"
+SAMPLE_INVOICE: Final = Path(__file__).resolve().parents[2] / "samples" / "invoice.pdf"
 DEV_CALLBACK_NETWORKS: Final = "127.0.0.0/8,::1/128"
 _STOP_TIMEOUT_S: Final = 10.0
 _TICK_S: Final = 0.2
@@ -92,29 +92,13 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
 
 
 class RedisServer:
-    """A private ``redis-server`` on a loopback port with its data in one directory.
+    """A private ``redis-server`` on a loopback port with its data in one directory (the dev
+    stack's Redis when none runs; the tests' fault-injecting subclass adds pause and kill)."""
 
-    It can be stopped (SIGTERM, AOF flushed), killed (SIGKILL, a crash), paused (SIGSTOP: it
-    accepts connections but never answers, like a hung or partitioned server) and started again
-    on the same port and data, which is what fault tests need.
-    """
-
-    def __init__(
-        self,
-        data_dir: Path,
-        port: int | None = None,
-        *,
-        appendonly: bool = True,
-        extra_args: Sequence[str] = (),
-        config: str | None = None,
-    ) -> None:
-        """``extra_args`` go on the command line (``--replicaof …``); ``config`` is the text of a
-        config file to start from (a sentinel needs one it can rewrite)."""
+    def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port if port is not None else free_port()
         self.appendonly = appendonly
-        self.extra_args = tuple(extra_args)
-        self.config = config
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -132,35 +116,29 @@ class RedisServer:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    def argv(self, binary: str) -> list[str]:
+        """The server's command line; redis-server takes its configuration as arguments, so
+        nothing is written to /etc."""
+        return [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+        ]  # fmt: skip
+
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the server and wait until it answers PING; raises ``RuntimeError`` otherwise."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(REDIS_INSTALL_HINT)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_file = self.data_dir / "redis.log"
-        # redis-server takes its configuration as arguments; nothing is written to /etc.
-        config = []
-        if self.config is not None:
-            config_file = self.data_dir / "redis.conf"
-            if not config_file.exists():  # a sentinel rewrites its own: keep it across restarts
-                config_file.write_text(self.config)
-            config = [str(config_file)]
-        argv = [
-            binary,
-            *config,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--logfile", str(log_file),
-            "--daemonize", "no",
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            *self.extra_args,
-        ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            argv,
+            self.argv(binary),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -169,7 +147,8 @@ class RedisServer:
         deadline = time.monotonic() + timeout_s
         while not redis_reachable(self.url, timeout_s=0.5):
             if not self.running or time.monotonic() > deadline:
-                self.kill()
+                _terminate(self._process, 0.0)
+                log_file = self.data_dir / "redis.log"
                 tail = log_file.read_text(errors="replace")[-500:] if log_file.exists() else ""
                 raise RuntimeError(f"redis-server on port {self.port} did not start: {tail}")
             time.sleep(0.05)
@@ -177,24 +156,7 @@ class RedisServer:
     def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Shut the server down gracefully (SIGTERM), killing it if it does not exit in time."""
         if self._process is not None:
-            self.resume()  # a paused server would hold SIGTERM until killed
             _terminate(self._process, timeout_s)
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections open, no command is ever answered."""
-        if self.running and self._process is not None:
-            self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Let a paused server go on (SIGCONT)."""
-        if self.running and self._process is not None:
-            self._process.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        """Kill the server without a chance to flush (simulates a crash)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -53,7 +53,7 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     settings = _settings()
-    from service.devstack import Ports, run_dev
+    from service.cli.devstack import Ports, run_dev
 
     return run_dev(
         settings, Ports(api=args.port, simulator=args.simulator_port, inbox=args.inbox_port)
@@ -61,14 +61,14 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev_inbox(args: argparse.Namespace) -> int:
-    from service.dev_inbox import serve
+    from service.cli.dev_inbox import serve
 
     serve(host=args.host, port=args.port, secret_file=args.secret_file)
     return 0
 
 
 def _cmd_normalize(args: argparse.Namespace) -> int:
-    from service.normalize_cmd import run_normalize
+    from service.cli.normalize import run_normalize
 
     return run_normalize(args.path, include_raw=args.raw)
 
@@ -84,7 +84,7 @@ def _cmd_hash_key(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     settings = _settings()
-    from service.inspect_cmd import run_inspect
+    from service.cli.inspect import run_inspect
 
     return run_inspect(settings, args.watch_id, task_id=args.task, event_id=args.event)
 
@@ -161,7 +161,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
