@@ -50,8 +50,8 @@ from service.monite import (
     MoniteUnauthorized,
     MoniteUnavailable,
 )
+from service.monite.budget import Priority
 from service.queue import Queue
-from service.ratelimit import Priority
 from service.settings import Settings
 from service.storage import Store
 from service.storage.events import EventRecord

@@ -325,7 +325,7 @@ async def simulator(simulator_server: BackgroundSimulator) -> AsyncIterator[Simu
 from arq.worker import Worker  # noqa: E402
 
 from workers.runner import close_worker, serve  # noqa: E402
-from workers.settings import build_worker  # noqa: E402
+from workers.worker import build_worker  # noqa: E402
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
-from service.ratelimit import ClientRateLimit
+from service.api.rate_limit import ClientRateLimit
 from service.settings import Settings
 from tests.conftest import API_KEYS, auth
 

@@ -13,15 +13,15 @@ import msgspec
 import pytest
 import standardwebhooks
 
-from service.delivery import (
+from service.callbacks.attempt import (
     USER_AGENT,
     attempt_delivery,
     classify_status,
 )
+from service.callbacks.egress import CallbackClient, build_callback_client
 from service.domain.backoff import parse_retry_after
 from service.domain.delivery import AttemptResult
 from service.domain.signing import generate_secret, verify_signature
-from service.egress import CallbackClient, build_callback_client
 from service.settings import Settings
 from tests.conftest import FakeDNS, Receiver, Reply
 

@@ -10,10 +10,10 @@ from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from service.api.errors import InvalidField
+from service.operations import Registration, WatchService
 from service.simulator import SimulatorControl
 from service.storage import Store
 from service.storage.idempotency import Claim
-from service.watches import Registration, WatchService
 from tests.conftest import Receiver, auth
 from tests.test_end_to_end import ENTITY, settled
 

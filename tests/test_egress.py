@@ -12,7 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.egress import CallbackPolicy, CallbackRefused, parse_callback_url, system_resolve
+from service.callbacks.egress import (
+    CallbackPolicy,
+    CallbackRefused,
+    parse_callback_url,
+    system_resolve,
+)
 from service.settings import Settings
 from tests.conftest import FakeDNS
 

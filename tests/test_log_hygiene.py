@@ -19,10 +19,10 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
+from service.callbacks.sealing import generate_key
 from service.domain.signing import generate_secret
 from service.logs import JsonFormatter
 from service.monite import MoniteClient, MoniteUnauthorized, build_monite_http, credentials_id
-from service.sealing import generate_key
 from service.settings import Settings
 from service.simulator import SimulatorControl
 from service.storage.keys import Keys

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.ratelimit import RateBudget, RateBudgetTimeout
+from service.monite.budget import RateBudget, RateBudgetTimeout
 from service.storage.keys import Keys
 from tests.conftest import TEST_REDIS_URL
 

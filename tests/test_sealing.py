@@ -18,9 +18,9 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from service.api.app import create_app
+from service.callbacks.sealing import PLAIN_PREFIX, SEALED_PREFIX, Sealer, SealError, generate_key
 from service.cli.devstack import dev_secrets_key
 from service.domain.signing import generate_secret, verify_signature
-from service.sealing import PLAIN_PREFIX, SEALED_PREFIX, Sealer, SealError, generate_key
 from service.settings import Settings
 from service.simulator import SimulatorControl
 from service.storage.keys import Keys

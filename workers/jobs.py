@@ -6,7 +6,7 @@ from typing import Any
 
 from arq import Retry
 
-from service.dispatch import Busy, Dispatcher
+from service.callbacks.series import Busy, Dispatcher
 from service.polling import Poller
 from service.queue import Queue
 from service.reconcile import Reconciler

@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service import logs, metrics
 from service.polling import ROUND_BUDGET_S
 from service.settings import Settings
-from workers.settings import build_worker, shutdown
+from workers.worker import build_worker, shutdown
 
 # Pauses between worker restarts while Redis stays away: quick for a blip, then doubling.
 RESTART_PAUSE_S: Final = (0.5, 8.0)

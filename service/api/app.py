@@ -22,21 +22,20 @@ from service.api.documents import document_controller
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import health_live, health_ready, metrics_endpoint
 from service.api.push import monite_webhook
-from service.api.rate_limit import RateLimitMiddleware
+from service.api.rate_limit import ClientRateLimit, RateLimitMiddleware
 from service.api.request_metrics import RequestTimer, count_response
 from service.api.request_rules import JSON_BODY_LIMIT, check_request
 from service.api.schema_doc import event_schema
 from service.api.schemas import DocumentUploadForm, DocumentUrlIn
 from service.api.watches import EventController, WatchController
-from service.egress import CallbackPolicy
+from service.callbacks.egress import CallbackPolicy
+from service.callbacks.sealing import Sealer
 from service.monite import MoniteClient, build_monite_http
+from service.operations import WatchService
 from service.queue import Queue, connect
-from service.ratelimit import ClientRateLimit
-from service.sealing import Sealer
 from service.settings import Settings
 from service.storage import Store
 from service.storage.keys import Keys
-from service.watches import WatchService
 
 VERSION = "0.1.0"
 BEARER: Final = "bearer"

@@ -11,13 +11,13 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException
 
 from service.auth import authenticate, bearer_token
-from service.egress import CallbackPolicy
+from service.callbacks.egress import CallbackPolicy
 from service.monite import MoniteClient
+from service.operations import WatchService
 from service.queue import Queue
 from service.settings import Settings
 from service.storage import Store
 from service.storage.keys import Keys
-from service.watches import WatchService
 
 
 @dataclass(frozen=True, slots=True)

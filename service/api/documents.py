@@ -29,7 +29,7 @@ from service.monite import (
     MoniteResult,
     MoniteUnauthorized,
 )
-from service.watches import request_digest
+from service.operations import request_digest
 
 # Monite accepts PDF, PNG and JPG; the first bytes tell which a file really is.
 _MAGIC: Final = {

@@ -20,8 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.operations import IdempotencyMismatch
 from service.storage.idempotency import IdempotencyInProgress
-from service.watches import IdempotencyMismatch
 
 log = logging.getLogger("ocr_relay.api")
 

@@ -24,11 +24,11 @@ from service.api.schemas import (
     WatchOut,
     watch_out,
 )
+from service.callbacks.egress import CallbackRefused
 from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState
-from service.egress import CallbackRefused
+from service.operations import NotAllowed, Registration, request_digest
 from service.storage.watches import InvalidCursor
-from service.watches import NotAllowed, Registration, request_digest
 
 _NOT_FOUND = "no such watch"
 

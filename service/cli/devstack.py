@@ -26,9 +26,9 @@ import httpx
 import redis
 from redis.sentinel import Sentinel
 
+from service.callbacks.sealing import generate_key
 from service.cli.dev_inbox import INBOX_PATH
 from service.domain.signing import generate_secret
-from service.sealing import generate_key
 from service.sentinel_url import parse_sentinel_url
 from service.settings import (
     DEV_MONITE_CLIENT_ID,

@@ -1,6 +1,7 @@
-"""What follows a delivery attempt: pure rules, carried out by ``service.dispatch``.
+"""What follows a delivery attempt: pure rules, carried out by ``service.callbacks.series``.
 
-An attempt ends in one of five outcomes (``service.delivery`` classifies what the callback did):
+An attempt ends in one of five outcomes (``service.callbacks.attempt`` classifies what the
+callback did):
 
 - ``delivered`` (2xx) → the watch ends ``delivered``, or ``failed`` when the event reported an OCR
   failure (the failure is the OCR's, the delivery succeeded);

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from service import metrics
 from service.domain.backoff import parse_retry_after
-from service.ratelimit import Priority, RateBudget, RateBudgetTimeout
+from service.monite.budget import Priority, RateBudget, RateBudgetTimeout
 from service.settings import DEV_MONITE_CLIENT_ID, DEV_MONITE_CLIENT_SECRET, Settings
 from service.storage.keys import Keys
 

@@ -15,8 +15,8 @@ from typing import Any, Final
 from arq import cron
 from arq.worker import Function, Worker, func
 
-from service.dispatch import Dispatcher
-from service.egress import build_callback_client
+from service.callbacks.egress import build_callback_client
+from service.callbacks.series import Dispatcher
 from service.monite import MoniteClient, build_monite_http
 from service.polling import ROUND_BUDGET_S, Poller
 from service.queue import DELIVER, DELIVER_BATCH, POLL_ROUND, Queue, connect

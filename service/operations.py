@@ -12,13 +12,13 @@ from typing import Final
 
 import msgspec
 
+from service.callbacks.sealing import Sealer
 from service.clock import now_utc, to_ms
 from service.domain.schedule import group_of, priority_score
 from service.domain.signing import generate_secret
 from service.domain.watch import SigningSecret, Watch, WatchState, can_redeliver
 from service.ids import new_id
 from service.queue import Queue
-from service.sealing import Sealer
 from service.storage import Store
 from service.storage.watches import CreateResult
 

@@ -17,10 +17,10 @@ from typing import Final
 import aiohttp
 import httpx
 
+from service.callbacks.egress import CallbackClient, CallbackRefused
 from service.domain.backoff import parse_retry_after
 from service.domain.delivery import AttemptResult, Outcome
 from service.domain.signing import signature_header
-from service.egress import CallbackClient, CallbackRefused
 
 EXCERPT_BYTES: Final = 1024
 USER_AGENT: Final = f"ocr-relay/{metadata.version('ocr-relay')}"

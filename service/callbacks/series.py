@@ -16,13 +16,13 @@ from typing import Final
 import msgspec
 
 from service import metrics
+from service.callbacks.attempt import attempt_delivery
+from service.callbacks.egress import CallbackClient
+from service.callbacks.sealing import Sealer, SealError
 from service.clock import now_utc
-from service.delivery import attempt_delivery
 from service.domain.delivery import AttemptResult, decide_delivery
 from service.domain.watch import Watch, WatchState
-from service.egress import CallbackClient
 from service.queue import Queue
-from service.sealing import Sealer, SealError
 from service.settings import Settings
 from service.storage import Store
 from service.storage.events import LoggedAttempt

@@ -1,5 +1,4 @@
-"""Rate limits kept in Redis as GCRAs: Monite's budget shared by every process, with priorities and
-pauses (``RateBudget``), and the API's allowance per client (``ClientRateLimit``).
+"""Monite's rate budget, shared by every process: a GCRA in Redis with priorities and pauses.
 
 Monite limits requests per API client, not per process, so every worker draws from the same budget.
 The state is one Redis string (the theoretical arrival time, TAT, in ms) updated by one Lua script
@@ -24,7 +23,6 @@ import time
 from collections.abc import Mapping
 from typing import Final, Literal
 
-import msgspec
 from redis.asyncio import Redis
 
 Priority = Literal["high", "low"]
@@ -189,60 +187,3 @@ def _number(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
-
-
-# A client's allowance (KEYS[1]: its TAT in ms): ARGV[1] ms between requests on average, ARGV[2]
-# requests at once at most. Returns allowed (1/0), requests left, ms until the allowance is whole
-# again, ms until the next request is allowed.
-_CLIENT_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local interval = tonumber(ARGV[1])
-local tau = interval * tonumber(ARGV[2])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local new_tat = tat + interval
-if new_tat - now > tau then
-  return {0, 0, string.format('%.3f', tat - now), string.format('%.3f', new_tat - tau - now)}
-end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-local left = math.floor((tau - (new_tat - now)) / interval)
-return {1, left, string.format('%.3f', new_tat - now), '0'}
-"""
-
-
-class ClientDecision(msgspec.Struct, frozen=True):
-    """Whether one request of a client may pass, and what its allowance looks like now."""
-
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_s: int
-    """Seconds until the allowance is whole again."""
-    retry_after_s: int
-    """Seconds until the next request may pass (0 when this one did)."""
-
-
-class ClientRateLimit:
-    """``per_minute`` requests a minute per client, in bursts of up to as many: a GCRA in Redis.
-
-    One round trip and constant work per request whatever the limit, atomic across API processes.
-    """
-
-    def __init__(self, redis: Redis, key_prefix: str, per_minute: int) -> None:
-        self._redis_script = redis.register_script(_CLIENT_LUA)
-        self._prefix = key_prefix
-        self._limit = per_minute
-        self._interval_ms = 60_000 / per_minute
-
-    async def hit(self, client: str) -> ClientDecision:
-        """Count one request of ``client`` if its allowance has room."""
-        allowed, left, reset_ms, retry_ms = await self._redis_script(
-            keys=[self._prefix + client], args=[self._interval_ms, self._limit]
-        )
-        return ClientDecision(
-            allowed=bool(int(allowed)),
-            limit=self._limit,
-            remaining=int(left),
-            reset_s=math.ceil(float(reset_ms) / 1000),
-            retry_after_s=math.ceil(float(retry_ms) / 1000),
-        )
