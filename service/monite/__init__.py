@@ -1,9 +1,12 @@
-"""Monite's OCR API as ocr-relay uses it: the client (``client``), the rate budget every process
-shares (``budget``). Callers import from here."""
+"""Monite's OCR API as ocr-relay uses it; callers import from here.
 
-from service.monite.client import (
-    PAGE_LIMIT,
-    MoniteClient,
+``client`` (the OCR task endpoints) sends through ``transport`` (one request within ``budget``, the
+rate budget every process shares) with the access token of ``token`` (shared through Redis), and
+answers with the typed ``results``.
+"""
+
+from service.monite.client import PAGE_LIMIT, MoniteClient
+from service.monite.results import (
     MoniteFailure,
     MoniteListOk,
     MoniteListResult,
@@ -14,9 +17,8 @@ from service.monite.client import (
     MoniteResult,
     MoniteUnauthorized,
     MoniteUnavailable,
-    build_monite_http,
-    credentials_id,
 )
+from service.monite.transport import build_monite_http, credentials_id
 
 __all__ = [
     "PAGE_LIMIT",
