@@ -1,7 +1,8 @@
 """Typed, immutable settings parsed once from the environment.
 
-Every variable the service reads is declared in ``ENV_VARS``; nothing else in the code base reads
-``os.environ`` for configuration. A malformed value raises ``SettingsError`` naming the variable,
+Every variable the service reads is declared once, on its ``Settings`` field (``ENV_VARS`` and the
+README's table are derived from there); nothing else in the code base reads ``os.environ`` for
+configuration. A malformed value raises ``SettingsError`` naming the variable,
 which the CLI turns into a one-line message and exit code 2.
 """
 
@@ -14,7 +15,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Annotated, Any, Final, NamedTuple, get_args, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -50,35 +51,192 @@ class ApiClient(msgspec.Struct, frozen=True):
         return f"ApiClient(name={self.name!r}, key_sha256=<redacted>)"
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Runtime configuration. Build it with ``Settings.from_env()``; fields mirror ``ENV_VARS``."""
+class _Var(NamedTuple):
+    """How one setting is configured: its variable, the parser of its text, a one-line doc."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_timeout_s: float = 5.0
-    key_prefix: str = "ocr-relay:"
-    monite_base_url: str = "https://api.sandbox.monite.com/v1"
-    monite_client_id: str | None = None
-    monite_client_secret: str | None = None
-    monite_token: str | None = None
-    monite_api_version: str = "2024-05-25"
-    monite_rate_limit: float = 25.0
-    monite_webhook_secret: str | None = None
-    monite_timeout_s: float = 15.0
-    api_keys: tuple[ApiClient, ...] = ()
-    callback_allowed_networks: tuple[str, ...] = ()
-    callback_allowed_hosts: tuple[str, ...] = ()
-    callback_allowed_ports: tuple[int, ...] = ()
-    poll_schedule_s: tuple[float, ...] = DEFAULT_POLL_SCHEDULE
-    delivery_schedule_s: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
-    delivery_timeout_s: float = 10.0
-    watch_deadline_s: int = 86400
-    watch_retention_s: int = 30 * 86400
-    api_rate_limit_per_minute: int = 600
-    max_upload_bytes: int = 20 * 1024 * 1024
-    # AES-256 keys sealing webhook secrets at rest: the first seals, all unseal (key rotation).
-    secrets_key: tuple[bytes, ...] = ()
-    worker_metrics_port: int = 0
-    log_level: str = "INFO"
+    env: str
+    parse: Callable[[str], Any]
+    doc: str
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Runtime configuration. Build it with ``Settings.from_env()``.
+
+    Each field is declared once: its type, its default, and (``_Var``) its environment variable,
+    parser and one-line doc, from which ``ENV_VARS`` and the README's table are derived.
+    """
+
+    redis_url: Annotated[
+        str,
+        _Var(
+            "REDIS_URL",
+            _redis_url,
+            "state and queue; `rediss://` for TLS; "
+            "`redis+sentinel://[:password@]host:26379[,host:port…]/service_name[/db]"
+            "[?sentinel_password=…]` "
+            "finds the primary through Sentinel (again after a failover)",
+        ),
+    ] = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: Annotated[
+        float,
+        _Var(
+            "REDIS_TIMEOUT_S",
+            _positive_float,
+            "per Redis command and connection attempt; the API answers 503 beyond it",
+        ),
+    ] = 5.0
+    key_prefix: Annotated[
+        str,
+        _Var(
+            "REDIS_KEY_PREFIX",
+            _key_prefix,
+            "prefix of every key (several deployments can share a Redis)",
+        ),
+    ] = "ocr-relay:"
+    monite_base_url: Annotated[
+        str,
+        _Var("MONITE_BASE_URL", _http_url, "Monite API root, including `/v1`"),
+    ] = "https://api.sandbox.monite.com/v1"
+    monite_client_id: Annotated[
+        str | None,
+        _Var(
+            "MONITE_CLIENT_ID",
+            _identity,
+            "partner client id (`client_credentials` grant; with `MONITE_CLIENT_SECRET`)",
+        ),
+    ] = None
+    monite_client_secret: Annotated[
+        str | None,
+        _Var("MONITE_CLIENT_SECRET", _identity, "partner client secret (with `MONITE_CLIENT_ID`)"),
+    ] = None
+    monite_token: Annotated[
+        str | None,
+        _Var("MONITE_TOKEN", _identity, "a static bearer token instead of credentials"),
+    ] = None
+    monite_api_version: Annotated[
+        str,
+        _Var("MONITE_API_VERSION", _api_version, "sent as `x-monite-version`"),
+    ] = "2024-05-25"
+    monite_rate_limit: Annotated[
+        float,
+        _Var(
+            "MONITE_RATE_LIMIT",
+            _positive_float,
+            "requests/s budget shared by all workers (Monite allows ~30)",
+        ),
+    ] = 25.0
+    monite_webhook_secret: Annotated[
+        str | None,
+        _Var(
+            "MONITE_WEBHOOK_SECRET",
+            _identity,
+            "verifies Monite's `ocr_task.finished` pushes (sent only for tasks created for an "
+            "entity: give `entity_id`); unset = push intake off",
+        ),
+    ] = None
+    monite_timeout_s: Annotated[
+        float,
+        _Var("MONITE_TIMEOUT_S", _positive_float, "per Monite request"),
+    ] = 15.0
+    api_keys: Annotated[
+        tuple[ApiClient, ...],
+        _Var(
+            "API_KEYS",
+            parse_api_keys,
+            "`client:sha256:<hex>,…` or `@/path/to/file` (one entry per line); see `ocr-relay "
+            "hash-key`",
+        ),
+    ] = ()
+    callback_allowed_networks: Annotated[
+        tuple[str, ...],
+        _Var(
+            "CALLBACK_ALLOWED_NETWORKS",
+            _networks,
+            "CIDRs callbacks may reach besides public addresses (e.g. `10.0.0.0/8`)",
+        ),
+    ] = ()
+    callback_allowed_hosts: Annotated[
+        tuple[str, ...],
+        _Var(
+            "CALLBACK_ALLOWED_HOSTS",
+            _hosts,
+            "host names callbacks may reach (`*.svc.internal` matches one label)",
+        ),
+    ] = ()
+    callback_allowed_ports: Annotated[
+        tuple[int, ...],
+        _Var(
+            "CALLBACK_ALLOWED_PORTS",
+            _ports,
+            "if set, the only ports callbacks may use (e.g. `443`)",
+        ),
+    ] = ()
+    poll_schedule_s: Annotated[
+        tuple[float, ...],
+        _Var(
+            "POLL_SCHEDULE_S",
+            _schedule,
+            "seconds between polls of one task; the last value repeats",
+        ),
+    ] = DEFAULT_POLL_SCHEDULE
+    delivery_schedule_s: Annotated[
+        tuple[float, ...],
+        _Var("DELIVERY_SCHEDULE_S", _schedule, "delay before each delivery attempt; then give up"),
+    ] = DEFAULT_DELIVERY_SCHEDULE
+    delivery_timeout_s: Annotated[
+        float,
+        _Var("DELIVERY_TIMEOUT_S", _positive_float, "per delivery attempt"),
+    ] = 10.0
+    watch_deadline_s: Annotated[
+        int,
+        _Var(
+            "WATCH_DEADLINE_S",
+            _positive_int,
+            "default deadline of a watch (a watch may ask for 1 s … 7 days)",
+        ),
+    ] = 86400
+    watch_retention_s: Annotated[
+        int,
+        _Var(
+            "WATCH_RETENTION_S",
+            _positive_int,
+            "how long a finished watch, its event and attempt log are kept (30 days)",
+        ),
+    ] = 30 * 86400
+    api_rate_limit_per_minute: Annotated[
+        int,
+        _Var("API_RATE_LIMIT_PER_MINUTE", _positive_int, "per API client"),
+    ] = 600
+    max_upload_bytes: Annotated[
+        int,
+        _Var(
+            "MAX_UPLOAD_BYTES",
+            _positive_int,
+            "largest document file `POST /v1/documents` accepts (413 above it; JSON bodies: 64 "
+            "KiB)",
+        ),
+    ] = 20 * 1024 * 1024
+    secrets_key: Annotated[
+        tuple[bytes, ...],
+        _Var(
+            "SECRETS_KEY",
+            _secrets_keys,
+            "base64 AES-256 keys sealing webhook secrets at rest, `new,old`: the first seals, all "
+            "unseal; see docs/security.md",
+        ),
+    ] = ()
+    worker_metrics_port: Annotated[
+        int,
+        _Var(
+            "WORKER_METRICS_PORT",
+            _port,
+            "a worker serves its Prometheus metrics (polls, deliveries, Monite calls) on this port",
+        ),
+    ] = 0
+    log_level: Annotated[
+        str,
+        _Var("LOG_LEVEL", _log_level, "JSON logs on stdout"),
+    ] = "INFO"
 
     def __repr__(self) -> str:
         # Secrets never reach logs, even through an accidental repr().
@@ -299,30 +457,36 @@ def _api_version(raw: str) -> str:
     return raw
 
 
+def _declared() -> dict[str, tuple[str, _Var, Any]]:
+    """Every setting by variable name: its field, declaration and default."""
+    hints = get_type_hints(Settings, include_extras=True)
+    declared: dict[str, tuple[str, _Var, Any]] = {}
+    for field in msgspec.structs.fields(Settings):
+        var = next(m for m in get_args(hints[field.name])[1:] if isinstance(m, _Var))
+        declared[var.env] = (field.name, var, field.default)
+    return declared
+
+
+_DECLARED: Final = _declared()
 ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
-    "REDIS_URL": ("redis_url", _redis_url),
-    "REDIS_KEY_PREFIX": ("key_prefix", _key_prefix),
-    "REDIS_TIMEOUT_S": ("redis_timeout_s", _positive_float),
-    "MONITE_BASE_URL": ("monite_base_url", _http_url),
-    "MONITE_CLIENT_ID": ("monite_client_id", _identity),
-    "MONITE_CLIENT_SECRET": ("monite_client_secret", _identity),
-    "MONITE_TOKEN": ("monite_token", _identity),
-    "MONITE_API_VERSION": ("monite_api_version", _api_version),
-    "MONITE_RATE_LIMIT": ("monite_rate_limit", _positive_float),
-    "MONITE_WEBHOOK_SECRET": ("monite_webhook_secret", _identity),
-    "MONITE_TIMEOUT_S": ("monite_timeout_s", _positive_float),
-    "API_KEYS": ("api_keys", parse_api_keys),
-    "CALLBACK_ALLOWED_NETWORKS": ("callback_allowed_networks", _networks),
-    "CALLBACK_ALLOWED_HOSTS": ("callback_allowed_hosts", _hosts),
-    "CALLBACK_ALLOWED_PORTS": ("callback_allowed_ports", _ports),
-    "POLL_SCHEDULE_S": ("poll_schedule_s", _schedule),
-    "DELIVERY_SCHEDULE_S": ("delivery_schedule_s", _schedule),
-    "DELIVERY_TIMEOUT_S": ("delivery_timeout_s", _positive_float),
-    "WATCH_DEADLINE_S": ("watch_deadline_s", _positive_int),
-    "WATCH_RETENTION_S": ("watch_retention_s", _positive_int),
-    "API_RATE_LIMIT_PER_MINUTE": ("api_rate_limit_per_minute", _positive_int),
-    "MAX_UPLOAD_BYTES": ("max_upload_bytes", _positive_int),
-    "SECRETS_KEY": ("secrets_key", _secrets_keys),
-    "WORKER_METRICS_PORT": ("worker_metrics_port", _port),
-    "LOG_LEVEL": ("log_level", _log_level),
+    env: (field, var.parse) for env, (field, var, _) in _DECLARED.items()
 }
+"""Every variable the service reads: its ``Settings`` field and parser."""
+
+
+def settings_table() -> str:
+    """The README's configuration table, made from the declarations (a test keeps them equal)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for env, (_, var, default) in _DECLARED.items():
+        lines.append(f"| `{env}` | {_shown(default)} | {var.doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown(default: Any) -> str:
+    if default is None or default == () or (isinstance(default, int) and default == 0):
+        return "—"
+    if isinstance(default, tuple):
+        return "`" + ",".join(f"{v:g}" for v in default) + "`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    return f"`{default}`"

@@ -7,9 +7,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from service.settings import ENV_VARS, Settings, SettingsError
+from service.settings import ENV_VARS, Settings, SettingsError, settings_table
 
 DIGEST_A = hashlib.sha256(b"key-a").hexdigest()
 DIGEST_B = hashlib.sha256(b"key-b").hexdigest()
@@ -230,3 +231,17 @@ def test_a_bad_secrets_key_error_does_not_echo_the_value() -> None:
     assert "key #2" in str(caught.value)
     assert almost not in str(caught.value)
     assert SEAL_B64_A not in str(caught.value)
+
+
+def test_the_readme_configuration_table_is_the_one_the_declarations_make() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings_table() in readme, (
+        "README.md's configuration table differs from service/settings.py; paste this:\n"
+        + settings_table()
+    )
+
+
+def test_every_setting_declares_its_variable_parser_and_doc() -> None:
+    fields = {f.name for f in msgspec.structs.fields(Settings)}
+    assert {field for field, _ in ENV_VARS.values()} == fields
+    assert all(line.count("|") == 4 for line in settings_table().splitlines())
