@@ -7,6 +7,7 @@ through the store, and schedule jobs through the queue.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Final
 
@@ -136,6 +137,35 @@ class WatchService:
         return Registered(
             watch=result.watch, created=result.created, secret=generated if result.created else None
         )
+
+    async def submit_document(
+        self, reg: Registration, create_task: Callable[[], Awaitable[str]]
+    ) -> Registered:
+        """Make the Monite task with ``create_task`` (it returns the task id), then watch it
+        (``reg.task_id`` is ignored).
+
+        With an Idempotency-Key the key is held while the task is made: a retry gets the watch
+        of the first request (or ``IdempotencyInProgress`` while that one is at work), never a
+        second Monite task — also when the first made its task but could not register it.
+        """
+        key = reg.idempotency_key
+        task_id = None
+        if key is not None:
+            earlier = await self.claim_idempotency(reg.client, key, reg.request_digest)
+            if earlier.watch is not None:
+                return Registered(watch=earlier.watch, created=False, secret=None)
+            task_id = earlier.task_id
+        if task_id is None:
+            try:
+                task_id = await create_task()
+            except BaseException:
+                if key is not None:  # nothing was made: a retry may try again
+                    await self.release_idempotency(reg.client, key)
+                raise
+            if key is not None:
+                await self.remember_task(reg.client, key, task_id, reg.request_digest)
+        made = msgspec.structs.replace(reg, task_id=task_id, idempotency_claimed=key is not None)
+        return await self.register(made)
 
     async def claim_idempotency(
         self, client: str, idempotency_key: str, digest: str | None

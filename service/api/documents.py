@@ -20,7 +20,7 @@ from service.api.deps import DEPENDENCIES, ClientDep, ServicesDep
 from service.api.errors import AUTHENTICATED, InvalidField, InvalidRequest, problem_responses
 from service.api.request_rules import JSON_BODY_LIMIT, decode_json_body, is_json, too_large
 from service.api.schemas import DocumentFieldsIn, DocumentUrlIn, WatchOut, watch_out
-from service.api.watches import IdempotencyKey, checked_callback, encode_metadata, register
+from service.api.watches import IdempotencyKey, registration
 from service.domain.monite_models import decode_task
 from service.monite import (
     MoniteOk,
@@ -72,20 +72,19 @@ class DocumentController(Controller):
         """
         content_type = request.headers.get("content-type", "")
         fields: DocumentFieldsIn
-        create_task: Callable[[], Awaitable[Any]]
+        create: Callable[[], Awaitable[MoniteResult]]
         if content_type.startswith("multipart/form-data"):
             fields, upload = await _multipart(request, services.settings.max_upload_bytes)
-            entity_id = _text(fields.entity_id)
-            document = hashlib.sha256(upload[1]).digest()
+            filename, content, media_type = upload
+            document = hashlib.sha256(content).digest()
 
-            def create_task() -> Awaitable[Any]:
-                filename, content, media_type = upload
+            def create() -> Awaitable[MoniteResult]:
                 return services.monite.upload_file(
                     filename,
                     content,
                     media_type,
                     fields.document_type,
-                    entity_id,
+                    _text(fields.entity_id),
                     max_wait_s=_BUDGET_WAIT_S,
                 )
 
@@ -93,12 +92,14 @@ class DocumentController(Controller):
             data = decode_json_body(await request.body(), DocumentUrlIn)
             if not data.file_url.startswith(("http://", "https://")):
                 raise InvalidField("file_url", "must be an http(s) URL")
-            fields, entity_id = data, _text(data.entity_id)
-            document = data.file_url.encode()
+            fields, document = data, data.file_url.encode()
 
-            def create_task() -> Awaitable[Any]:
+            def create() -> Awaitable[MoniteResult]:
                 return services.monite.create_task_from_url(
-                    data.file_url, data.document_type, entity_id, max_wait_s=_BUDGET_WAIT_S
+                    data.file_url,
+                    data.document_type,
+                    _text(data.entity_id),
+                    max_wait_s=_BUDGET_WAIT_S,
                 )
 
         else:
@@ -106,38 +107,16 @@ class DocumentController(Controller):
                 status_code=415,
                 detail="send multipart/form-data with a 'file' part, or JSON with 'file_url'",
             )
-        await checked_callback(services, fields.callback_url)
-        encode_metadata(fields.metadata)
+
+        async def create_task() -> str:
+            return _created_task_id(await create())
+
         digest = request_digest(b"POST /v1/documents", document, msgspec.json.encode(fields))
-        task_id = None
-        if idempotency_key is not None:
-            earlier = await services.watches.claim_idempotency(client, idempotency_key, digest)
-            if earlier.watch is not None:
-                return Response(watch_out(earlier.watch), status_code=202)
-            task_id = earlier.task_id  # made by a try whose registration failed: reuse it
-        if task_id is None:
-            try:
-                task_id = _created_task_id(await create_task())
-            except BaseException:
-                if idempotency_key is not None:  # nothing was made: a retry may try again
-                    await services.watches.release_idempotency(client, idempotency_key)
-                raise
-            if idempotency_key is not None:
-                await services.watches.remember_task(client, idempotency_key, task_id, digest)
-        out, _ = await register(
-            services,
-            client,
-            task_id=task_id,
-            callback_url=fields.callback_url,
-            entity_id=entity_id,
-            metadata=fields.metadata,
-            secret=fields.secret,
-            deadline_s=fields.deadline_s,
-            include_raw=fields.include_raw,
-            idempotency_key=idempotency_key,
-            idempotency_claimed=idempotency_key is not None,
-            digest=digest,
+        reg = await registration(
+            services, client, fields, task_id="", idempotency_key=idempotency_key, digest=digest
         )
+        registered = await services.watches.submit_document(reg, create_task)
+        out = watch_out(registered.watch, secret=registered.secret)
         return Response(out, status_code=202)
 
 

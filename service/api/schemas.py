@@ -155,10 +155,43 @@ class WatchList(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class AttemptOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery attempt: which attempt of which series of which event, when, what the
+    callback answered (status, latency, an excerpt of its body) or what went wrong, and when
+    the next attempt is due (null: none is)."""
+
+    event_id: str
+    series: int
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency_ms: float
+    outcome: Literal["delivered", "retry", "gone", "rejected", "refused"]
+    error: str | None
+    response_excerpt: str | None
+    next_attempt_at: datetime | None
+
+
+def attempt_out(attempt: LoggedAttempt) -> AttemptOut:
+    """The API's view of a logged attempt (the log's own record may grow fields it keeps)."""
+    return AttemptOut(
+        event_id=attempt.event_id,
+        series=attempt.series,
+        attempt=attempt.attempt,
+        at=attempt.at,
+        status_code=attempt.status_code,
+        latency_ms=attempt.latency_ms,
+        outcome=attempt.outcome,
+        error=attempt.error,
+        response_excerpt=attempt.response_excerpt,
+        next_attempt_at=attempt.next_attempt_at,
+    )
+
+
 class DeliveryList(msgspec.Struct, frozen=True):
     """A watch's delivery attempts, oldest first."""
 
-    items: list[LoggedAttempt]
+    items: list[AttemptOut]
 
 
 class SecretOut(msgspec.Struct, frozen=True):

@@ -21,7 +21,9 @@ from service.api.schemas import (
     SecretOut,
     WatchIn,
     WatchList,
+    WatchOptions,
     WatchOut,
+    attempt_out,
     watch_out,
 )
 from service.callbacks.egress import CallbackRefused
@@ -49,38 +51,29 @@ async def checked_callback(services: Services, url: str) -> str:
         raise InvalidField("callback_url", str(exc)) from None
 
 
-async def register(
+async def registration(
     services: Services,
     client: str,
+    fields: WatchOptions,
     *,
     task_id: str,
-    callback_url: str,
-    entity_id: str | None,
-    metadata: dict[str, Any] | None,
-    secret: str | None,
-    deadline_s: int | None,
-    include_raw: bool,
     idempotency_key: str | None,
-    idempotency_claimed: bool = False,
-    digest: str | None = None,
-) -> tuple[WatchOut, bool]:
-    """Register a watch (shared by ``/v1/watches`` and ``/v1/documents``)."""
-    registered = await services.watches.register(
-        Registration(
-            client=client,
-            task_id=task_id,
-            callback_url=await checked_callback(services, callback_url),
-            entity_id=entity_id,
-            metadata_json=encode_metadata(metadata),
-            secret=secret,
-            deadline_s=deadline_s or services.settings.watch_deadline_s,
-            include_raw=include_raw,
-            idempotency_key=idempotency_key,
-            idempotency_claimed=idempotency_claimed,
-            request_digest=digest,
-        )
+    digest: str,
+) -> Registration:
+    """A checked registration from a request's fields (shared by ``/v1/watches`` and
+    ``/v1/documents``): the callback URL passes the egress policy, the metadata its limit."""
+    return Registration(
+        client=client,
+        task_id=task_id,
+        callback_url=await checked_callback(services, fields.callback_url),
+        entity_id=None if fields.entity_id is None else str(fields.entity_id),
+        metadata_json=encode_metadata(fields.metadata),
+        secret=fields.secret,
+        deadline_s=fields.deadline_s or services.settings.watch_deadline_s,
+        include_raw=fields.include_raw,
+        idempotency_key=idempotency_key,
+        request_digest=digest,
     )
-    return watch_out(registered.watch, secret=registered.secret), registered.created
 
 
 IdempotencyKey = Annotated[
@@ -112,20 +105,18 @@ class WatchController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[WatchOut]:
         """201 with the new watch (and its generated secret, once); 200 for a repeat."""
-        out, created = await register(
+        digest = request_digest(b"POST /v1/watches", msgspec.json.encode(data))
+        reg = await registration(
             services,
             client,
+            data,
             task_id=str(data.task_id),
-            callback_url=data.callback_url,
-            entity_id=None if data.entity_id is None else str(data.entity_id),
-            metadata=data.metadata,
-            secret=data.secret,
-            deadline_s=data.deadline_s,
-            include_raw=data.include_raw,
             idempotency_key=idempotency_key,
-            digest=request_digest(b"POST /v1/watches", msgspec.json.encode(data)),
+            digest=digest,
         )
-        return Response(out, status_code=201 if created else 200)
+        registered = await services.watches.register(reg)
+        out = watch_out(registered.watch, secret=registered.secret)
+        return Response(out, status_code=201 if registered.created else 200)
 
     @get(
         "/",
@@ -195,7 +186,7 @@ class WatchController(Controller):
         """Every attempt, oldest first: time, status, latency, error, response excerpt."""
         await _owned(services, client, watch_id)
         attempts = await services.store.events.attempts(watch_id)
-        return DeliveryList(items=attempts)
+        return DeliveryList(items=[attempt_out(a) for a in attempts])
 
     @post(
         "/{watch_id:str}/redeliver",
