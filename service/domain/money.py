@@ -252,6 +252,15 @@ class _Unrounded:
         return Money(amount=decimal_text(value), minor=None, currency=self.code)
 
 
+def percent_of(minor: int, rate: str) -> int:
+    """``rate`` percent (a decimal string, ``"7.7"``) of ``minor`` units, rounded half-up.
+
+    Integers only: the rate's digits scale the product, so no value passes through a float.
+    """
+    whole, _, decimals = rate.partition(".")
+    return _round_half_up(minor * int(whole + decimals), len(decimals) + 2)
+
+
 def _round_half_up(units: int, digits: int) -> int:
     """``units`` divided by ``10**digits``, ties away from zero (``Decimal``'s ROUND_HALF_UP)."""
     divisor: int = 10**digits
