@@ -20,7 +20,7 @@ from service.domain.schema import PaymentTerms
 # Longer than any printed terms; longer text is not terms, and regexes stay cheap.
 _MAX_CHARS: Final = 200
 _DAYS: Final = r"(?:days?|d|tagen?|tg|jours?|j|dias?|giorni|giorno|gg|dagen|dag)\b"
-_NUMBER: Final = r"\b(\d{1,3})"
+_NUMBER: Final = r"(?<![\d.,])(\d{1,3})(?!\d)"
 _RATE: Final = r"\b(\d{1,2}(?:[.,]\d{1,2})?)"
 _PERCENT: Final = rf"{_RATE}\s*%"
 _DISCOUNT_WORD: Final = r"(?:skonto|discount|escompte|descuento|sconto|korting)"
@@ -59,8 +59,8 @@ _FILLER_BY_LANGUAGE: Final = {
     "es": "pago condiciones plazo fecha factura dentro los del en neto y por pronto descuento",
     "it": "pagamento condizioni termini di entro data fattura dalla della netto e rimessa diretta "
     "sconto",
-    "nl": "betaling betalingsvoorwaarden betalingstermijn binnen na factuurdatum voldoen van bij "
-    "korting",
+    "nl": "betaling betalingsvoorwaarden betalingstermijn binnen na factuur factuurdatum te "
+    "voldoen van bij korting",
 }
 _FILLER: Final = frozenset(" ".join(_FILLER_BY_LANGUAGE.values()).split())
 # Words that change from when days count, or split the amount: such terms are never read.
