@@ -68,6 +68,8 @@ _LINE_AMOUNTS: Final = (
 _HUNDRED: Final = Decimal(100)
 # VAT number prefixes that are not the ISO 3166-1 code of their country (EN 16931 BR-CO-9).
 _VAT_PREFIX_COUNTRY: Final = {"EL": "GR", "XI": "GB"}
+# The nets of the lines of one tax rate, and the taxes those lines print (in minor units).
+_RateLines = tuple[list[int], list[int]]
 _SHOWN_CHARS: Final = 40
 
 
@@ -464,33 +466,30 @@ class _Reader:
         """Taxable amount and tax per rate, from the lines, else from the header; checked."""
         if self.denomination.exponent is None:
             return None  # BR-CO-17 rounds to the currency's exponent: there is none to round to
-        groups = _rate_groups(lines)
+        groups = _rate_lines(lines)
         from_lines = groups is not None
         if groups is None:
             header = _net_and_tax(subtotal, tax, total)
             if rate is None or header is None:
                 return None
-            groups = {rate: [header]}
+            net, header_tax = header
+            groups = {rate: ([net], [] if header_tax is None else [header_tax])}
         entries = [
-            self._breakdown_entry(index, group_rate, amounts)
-            for index, (group_rate, amounts) in enumerate(
-                sorted(groups.items(), key=lambda group: Decimal(group[0]))
-            )
+            self._breakdown_entry(index, group_rate, groups[group_rate])
+            for index, group_rate in enumerate(sorted(groups, key=Decimal))
         ]
         if from_lines:
             self._check_breakdown_sums(entries, len(lines), subtotal, tax, discount)
         return entries
 
-    def _breakdown_entry(
-        self, index: int, rate: str, amounts: list[tuple[int, int | None]]
-    ) -> TaxBreakdownEntry:
+    def _breakdown_entry(self, index: int, rate: str, lines: _RateLines) -> TaxBreakdownEntry:
         """One rate's entry; warns when its tax is not its taxable times its rate (BR-CO-17)."""
-        taxable = sum(net for net, _ in amounts)
+        nets, taxes = lines
+        taxable = sum(nets)
         expected = percent_of(taxable, rate)
-        taxes = [line_tax for _, line_tax in amounts if line_tax is not None]
         # Lines that print no tax are taxed as BR-CO-17 defines; printed taxes are checked.
-        tax = sum(taxes) if len(taxes) == len(amounts) else expected
-        if abs(tax - expected) > len(amounts):
+        tax = sum(taxes) if len(taxes) == len(nets) else expected
+        if abs(tax - expected) > len(nets):
             self._warn(
                 "tax_breakdown_mismatch",
                 f"tax_breakdown[{index}]",
@@ -676,17 +675,31 @@ def _reading(text: bytes) -> tuple[str | None, bool]:
     return decimal_text(number), number == 0 or 1 <= number <= _HUNDRED
 
 
-def _rate_groups(lines: list[LineItem]) -> dict[str, list[tuple[int, int | None]]] | None:
-    """Each line's net and tax (minor units) by its rate; ``None`` unless every line has both
-    a rate and a net amount (an incomplete breakdown would misstate the document)."""
+def _rate_lines(lines: list[LineItem]) -> dict[str, _RateLines] | None:
+    """The lines' nets and printed taxes by rate; ``None`` unless every line has both a rate and
+    a net amount (an incomplete breakdown would misstate the document).
+
+    The hot path of the breakdown: no call per line where the line prints its net and tax.
+    """
     if not lines:
         return None
-    groups: dict[str, list[tuple[int, int | None]]] = {}
+    groups: dict[str, _RateLines] = {}
     for line in lines:
-        amounts = _net_and_tax(line.subtotal, line.tax_amount, line.total)
-        if line.tax_rate is None or amounts is None:
+        rate, net, tax = line.tax_rate, line.subtotal, line.tax_amount
+        if net is not None and tax is not None:
+            net_minor, tax_minor = net.minor or 0, tax.minor
+        elif (amounts := _net_and_tax(net, tax, line.total)) is not None:
+            net_minor, tax_minor = amounts
+        else:
             return None
-        groups.setdefault(line.tax_rate, []).append(amounts)
+        if rate is None:
+            return None
+        group = groups.get(rate)
+        if group is None:
+            group = groups[rate] = ([], [])
+        group[0].append(net_minor)
+        if tax_minor is not None:
+            group[1].append(tax_minor)
     return groups
 
 
