@@ -206,8 +206,9 @@ class _Minor:
     def _text(self, minor: int) -> str:
         if not self.exponent:
             return str(minor)
-        whole, decimals = divmod(abs(minor), 10**self.exponent)
-        return f"{'-' if minor < 0 else ''}{whole}.{decimals:0{self.exponent}d}"
+        # Slicing the padded digits: a format spec built per call (``:0{exponent}d``) is slower.
+        digits = str(abs(minor)).rjust(self.exponent + 1, "0")
+        return f"{'-' if minor < 0 else ''}{digits[: -self.exponent]}.{digits[-self.exponent :]}"
 
 
 class _Unrounded:

@@ -474,9 +474,10 @@ class _Reader:
                 return None
             net, header_tax = header
             groups = {rate: ([net], [] if header_tax is None else [header_tax])}
+        rates = list(groups) if len(groups) == 1 else sorted(groups, key=Decimal)
         entries = [
             self._breakdown_entry(index, group_rate, groups[group_rate])
-            for index, group_rate in enumerate(sorted(groups, key=Decimal))
+            for index, group_rate in enumerate(rates)
         ]
         if from_lines:
             self._check_breakdown_sums(entries, len(lines), subtotal, tax, discount)
@@ -509,11 +510,12 @@ class _Reader:
         """The breakdown must sum to the header's subtotal and tax (BR-CO-13, BR-CO-14)."""
         taxable_sum = sum(entry.taxable.minor or 0 for entry in entries)
         tax_sum = sum(entry.tax.minor or 0 for entry in entries)
-        already = {(w.code, w.field) for w in self.warnings}
         for name, header, value in (("subtotal", subtotal, taxable_sum), ("tax", tax, tax_sum)):
-            if header is None or ("line_items_mismatch", name) in already:
-                continue  # the lines' own check already said it
-            if not self._close(header, count, value, discount):
+            if (
+                header is not None
+                and not self._close(header, count, value, discount)
+                and not self._warned("line_items_mismatch", name)  # the lines' check said it
+            ):
                 self._warn(
                     "totals_mismatch",
                     name,
@@ -636,6 +638,9 @@ class _Reader:
 
     def _warn(self, code: WarningCode, field: str | None, message: str) -> None:
         self.warnings.append(DocumentWarning(code=code, field=field, message=message))
+
+    def _warned(self, code: WarningCode, field: str) -> bool:
+        return any(w.code == code and w.field == field for w in self.warnings)
 
     def _finish(self) -> list[DocumentWarning]:
         if self.currency is None and self.amounts_seen:
