@@ -78,9 +78,12 @@ def test_breakdown_comes_from_the_header_when_a_line_has_no_rate() -> None:
     assert _breakdown(document) == [("19", 15000, 2850)]
 
 
-def test_breakdown_from_the_header_needs_two_of_its_amounts() -> None:
+def test_breakdown_from_the_header_needs_its_net_or_its_tax_besides_the_total() -> None:
     assert _invoice(tax_rate=19.0, total_amount=119.0).tax_breakdown is None
     assert _breakdown(_invoice(tax_rate=19.0, subtotal=100.0, total_amount=119.0)) == [
+        ("19", 10000, 1900)
+    ]
+    assert _breakdown(_invoice(tax_rate=19.0, tax_amount=19.0, total_amount=119.0)) == [
         ("19", 10000, 1900)
     ]
 
