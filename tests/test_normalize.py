@@ -29,8 +29,10 @@ ENTITY_ID = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 def shared_fixture(*parts: str) -> Path:
     """A file of the project's shared examples (Monite input → normalized event).
 
-    Copied byte for byte from the design's ``shared/fixtures`` into ``tests/fixtures/shared``, so
-    that a clone of this repository tests on its own, wherever it is checked out.
+    Copied from the design's ``shared/fixtures`` into ``tests/fixtures/shared``, so that a clone
+    of this repository tests on its own, wherever it is checked out. The Monite inputs are byte
+    for byte the design's; the expected ``normalized/`` outputs also carry the optional fields
+    schema v1 gained since (issue 16: ``tax_breakdown``, ``terms``, a warning's ``related``).
     """
     return LOCAL_FIXTURES.joinpath("shared", *parts)
 
