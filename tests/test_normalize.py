@@ -29,19 +29,25 @@ ENTITY_ID = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 def shared_fixture(*parts: str) -> Path:
     """A file of the project's shared examples (Monite input → normalized event).
 
-    Copied byte for byte from the design's ``shared/fixtures`` into ``tests/fixtures/shared``, so
-    that a clone of this repository tests on its own, wherever it is checked out.
+    Copied from the design's ``shared/fixtures`` into ``tests/fixtures/shared``, so that a clone
+    of this repository tests on its own, wherever it is checked out. The Monite inputs are byte
+    for byte the design's; the expected ``normalized/`` outputs also carry the optional fields
+    schema v1 gained since (issue 16: ``tax_breakdown``, ``terms``, a warning's ``related``).
     """
     return LOCAL_FIXTURES.joinpath("shared", *parts)
 
 
 def _task(**recognized: Any) -> dict[str, Any]:
-    """A successful invoice task whose recognized_data is built from the given fields."""
+    """A successful invoice task whose recognized_data is built from the given fields.
+
+    It states its payment terms, so that only the warnings a test is about are raised.
+    """
     data: dict[str, Any] = {
         "type": "invoice",
         "sender": {"address": {}, "bank_account": {}},
         "recipient": {"address": {}, "bank_account": {}},
         "currency": "EUR",
+        "payment_terms": "Net 30",
     }
     data.update(recognized)
     return {
@@ -195,6 +201,7 @@ def test_credit_note_keeps_negative_amounts() -> None:
     document = _normalize(
         _task(
             type="credit_note",
+            original_invoice_number="INV-1",
             subtotal=-100.0,
             tax_amount=-20.0,
             total_amount=-120.0,
@@ -288,11 +295,42 @@ WARNING_CASES: dict[WarningCode, tuple[dict[str, Any], str]] = {
     ),
     "tax_rate_suspicious": ({"tax_rate": 0.19}, "tax_rate"),
     "number_out_of_range": ({"total_amount": 1e300}, "total"),
+    "tax_breakdown_mismatch": (
+        {"tax_rate": 19.0, "subtotal": 100.0, "tax_amount": 18.0, "total_amount": 118.0},
+        "tax_breakdown[0]",
+    ),
+    "payment_terms_missing": ({"payment_terms": None, "total_amount": 10.0}, "payment_terms"),
+    "vat_number_country_mismatch": (
+        {
+            "sender": {
+                "vat_number": "FR40303265045",
+                "address": {"country": "DE"},
+                "bank_account": {},
+            }
+        },
+        "seller.vat_number",
+    ),
+    "amount_due_mismatch": (
+        {
+            "total_amount": 100.0,
+            "amount_paid": 0.0,
+            "line_items": [{"subtotal": 100.0, "tax_rate": 19.0, "tax_amount": 19.0}],
+        },
+        "amount_due",
+    ),
+}
+# Codes an invoice cannot raise, each with the test that raises it.
+OTHER_WARNING_TESTS: dict[WarningCode, str] = {
+    "credit_note_without_reference": "test_normalize_erp.py::"
+    "test_credit_note_without_original_invoice_number_is_warned_about",
+    "possible_duplicate": "test_duplicates.py::"
+    "test_possible_duplicate_warning_points_at_the_earlier_event",
 }
 
 
 def test_every_warning_code_has_a_case() -> None:
-    assert set(WARNING_CASES) == set(typing.get_args(WarningCode))
+    covered = set(WARNING_CASES) | set(OTHER_WARNING_TESTS)
+    assert covered == set(typing.get_args(WarningCode))
 
 
 @pytest.mark.parametrize("code", WARNING_CASES)

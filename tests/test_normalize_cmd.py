@@ -21,6 +21,19 @@ def test_prints_the_normalized_document(capsys: pytest.CaptureFixture[str]) -> N
     assert (code, json.loads(out)) == (0, expected)
 
 
+def test_shows_the_tax_breakdown_and_the_parsed_terms(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["normalize", str(shared_fixture("monite", "ocr_task_invoice_de.json"))])
+    document = json.loads(capsys.readouterr().out)
+    assert document["terms"] == {"net_days": 30, "discount_percent": None, "discount_days": None}
+    assert document["tax_breakdown"] == [
+        {
+            "rate": "19",
+            "taxable": {"amount": "1250.00", "minor": 125000, "currency": "EUR"},
+            "tax": {"amount": "237.50", "minor": 23750, "currency": "EUR"},
+        }
+    ]
+
+
 def test_reads_the_task_from_stdin(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

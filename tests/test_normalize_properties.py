@@ -17,6 +17,7 @@ from service.domain.money import currency_exponent
 from service.domain.monite_models import decode_task
 from service.domain.normalize import NormalizeContext, normalize
 from service.domain.schema import Money, event_json_schema
+from tests.test_payment_terms import NOT_UNDERSTOOD, UNDERSTOOD
 
 _AT = datetime(2026, 11, 20, 10, 15, 12, tzinfo=UTC)
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -104,7 +105,7 @@ recognized = st.one_of(
             **_common,
             "issue_date": dates,
             "due_date": dates,
-            "payment_terms": texts,
+            "payment_terms": st.one_of(texts, st.sampled_from([*UNDERSTOOD, *NOT_UNDERSTOOD])),
             "amount_paid": numbers,
         },
     ),
@@ -199,3 +200,31 @@ def test_amount_is_the_exact_decimal_rounded_half_up(value: Decimal, currency: s
     assert exponent is not None
     expected = value.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
     assert Decimal(total["amount"]) == expected
+
+
+cents = st.decimals(min_value=-(10**9), max_value=10**9, places=2)
+taxed_lines = st.lists(
+    st.fixed_dictionaries(
+        {"subtotal": cents, "tax_rate": st.sampled_from([0, 5.5, 7, 7.7, 10, 19, 20, 21, 25])},
+        optional={"tax_amount": cents, "name": texts},
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@_PROPERTY
+@given(taxed_lines, st.sampled_from(["EUR", "JPY", "KWD"]), numbers)
+def test_breakdown_of_taxed_lines_sums_their_nets_exactly_in_rate_order(
+    lines: list[dict[str, Any]], currency: str, total: Any
+) -> None:
+    data = {"type": "invoice", "sender": {}, "currency": currency, "total_amount": total}
+    event = json.loads(_event_body(_body({**data, "line_items": lines})))
+    document = event["data"]["document"]
+    breakdown = document["tax_breakdown"]
+    nets = [line["subtotal"]["minor"] for line in document["line_items"]]
+    assert sum(entry["taxable"]["minor"] for entry in breakdown) == sum(nets)
+    rates = [Decimal(entry["rate"]) for entry in breakdown]
+    assert rates == sorted(set(rates))
+    for entry in breakdown:
+        assert type(entry["taxable"]["minor"]) is type(entry["tax"]["minor"]) is int

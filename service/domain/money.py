@@ -206,8 +206,9 @@ class _Minor:
     def _text(self, minor: int) -> str:
         if not self.exponent:
             return str(minor)
-        whole, decimals = divmod(abs(minor), 10**self.exponent)
-        return f"{'-' if minor < 0 else ''}{whole}.{decimals:0{self.exponent}d}"
+        # Slicing the padded digits: a format spec built per call (``:0{exponent}d``) is slower.
+        digits = str(abs(minor)).rjust(self.exponent + 1, "0")
+        return f"{'-' if minor < 0 else ''}{digits[: -self.exponent]}.{digits[-self.exponent :]}"
 
 
 class _Unrounded:
@@ -250,6 +251,15 @@ class _Unrounded:
 
     def _money(self, value: Decimal) -> Money:
         return Money(amount=decimal_text(value), minor=None, currency=self.code)
+
+
+def percent_of(minor: int, rate: str) -> int:
+    """``rate`` percent (a decimal string, ``"7.7"``) of ``minor`` units, rounded half-up.
+
+    Integers only: the rate's digits scale the product, so no value passes through a float.
+    """
+    whole, _, decimals = rate.partition(".")
+    return _round_half_up(minor * int(whole + decimals), len(decimals) + 2)
 
 
 def _round_half_up(units: int, digits: int) -> int:

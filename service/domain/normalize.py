@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -23,6 +23,7 @@ from service.domain.money import (
     Value,
     decimal_text,
     denomination,
+    percent_of,
     read_text,
 )
 from service.domain.monite_models import (
@@ -48,10 +49,13 @@ from service.domain.schema import (
     Money,
     NormalizedDocument,
     Party,
+    PaymentTerms,
     ReceiptDocument,
     Source,
+    TaxBreakdownEntry,
     WarningCode,
 )
+from service.domain.terms import parse_payment_terms
 
 _NULL: Final = b"null"
 # A line item's amounts: the Monite field, and the normalized field (that warnings name).
@@ -62,6 +66,10 @@ _LINE_AMOUNTS: Final = (
     ("total_amount", "total"),
 )
 _HUNDRED: Final = Decimal(100)
+# VAT number prefixes that are not the ISO 3166-1 code of their country (EN 16931 BR-CO-9).
+_VAT_PREFIX_COUNTRY: Final = {"EL": "GR", "XI": "GB"}
+# The nets of the lines of one tax rate, and the taxes those lines print (in minor units).
+_RateLines = tuple[list[int], list[int]]
 _SHOWN_CHARS: Final = 40
 
 
@@ -162,20 +170,41 @@ class _Reader:
             self._warn(
                 "due_before_issue", "due_date", f"due {due_date} is before issue {issue_date}"
             )
+        payment_terms = _text(data.payment_terms)
+        terms = None if payment_terms is None else parse_payment_terms(payment_terms)
+        due_date_source: Literal["printed", "derived"] | None = (
+            None if due_date is None else "printed"
+        )
+        if _text(data.due_date) is None:
+            due_date = _derived_due_date(issue_date, terms)
+            due_date_source = None if due_date is None else "derived"
         line_items = self._line_items(data.line_items or (), subtotal, tax, total, discount=None)
+        tax_rate = self._rate(data.tax_rate, "tax_rate")
+        breakdown = self._tax_breakdown(line_items, tax_rate, subtotal, tax, total, discount=None)
+        if breakdown and paid is not None and due is not None:
+            self._check_amount_due(breakdown, len(line_items) or 1, paid, due)
+        if due_date is None and terms is None and self._is_positive(due or total):
+            self._warn(
+                "payment_terms_missing",
+                "payment_terms",
+                "an amount is due but neither a due date nor understood payment terms are given",
+            )
         return InvoiceDocument(
             schema_version=SCHEMA_VERSION,
             document_number=_text(data.document_number),
             issue_date=_iso(issue_date),
             due_date=_iso(due_date),
-            payment_terms=_text(data.payment_terms),
+            due_date_source=due_date_source,
+            payment_terms=payment_terms,
+            terms=terms,
             currency=self.currency,
             subtotal=subtotal,
             tax=tax,
             total=total,
             amount_paid=paid,
             amount_due=due,
-            tax_rate=self._rate(data.tax_rate, "tax_rate"),
+            tax_rate=tax_rate,
+            tax_breakdown=breakdown,
             seller=self._party(data.sender, "seller"),
             buyer=self._party(data.recipient, "buyer"),
             line_items=line_items,
@@ -189,16 +218,27 @@ class _Reader:
     ) -> CreditNoteDocument:
         subtotal, tax, total = self._totals(data.subtotal, data.tax_amount, data.total_amount)
         line_items = self._line_items(data.line_items or (), subtotal, tax, total, discount=None)
+        tax_rate = self._rate(data.tax_rate, "tax_rate")
+        original_invoice_number = _text(data.original_invoice_number)
+        if original_invoice_number is None:
+            self._warn(
+                "credit_note_without_reference",
+                "original_invoice_number",
+                "the credit note names no invoice it credits",
+            )
         return CreditNoteDocument(
             schema_version=SCHEMA_VERSION,
             document_number=_text(data.document_number),
-            original_invoice_number=_text(data.original_invoice_number),
+            original_invoice_number=original_invoice_number,
             issue_date=_iso(self._date(data.issue_date, "issue_date")),
             currency=self.currency,
             subtotal=subtotal,
             tax=tax,
             total=total,
-            tax_rate=self._rate(data.tax_rate, "tax_rate"),
+            tax_rate=tax_rate,
+            tax_breakdown=self._tax_breakdown(
+                line_items, tax_rate, subtotal, tax, total, discount=None
+            ),
             seller=self._party(data.sender, "seller"),
             buyer=self._party(data.recipient, "buyer"),
             line_items=line_items,
@@ -213,6 +253,8 @@ class _Reader:
         subtotal, tax, total = self._totals(data.subtotal, data.tax_amount, data.total_amount)
         discount = self._amount(data.discount, "discount")
         line_items = self._line_items(data.line_items or (), subtotal, tax, total, discount)
+        tax_rate = self._rate(data.tax_rate, "tax_rate")
+        breakdown = self._tax_breakdown(line_items, tax_rate, subtotal, tax, total, discount)
         issued_at, issue_date = self._issued_at(data.issued_at)
         return ReceiptDocument(
             schema_version=SCHEMA_VERSION,
@@ -224,7 +266,8 @@ class _Reader:
             tax=tax,
             total=total,
             discount=discount,
-            tax_rate=self._rate(data.tax_rate, "tax_rate"),
+            tax_rate=tax_rate,
+            tax_breakdown=breakdown,
             seller=self._party(data.sender, "seller"),
             line_items=line_items,
             warnings=self._finish(),
@@ -409,6 +452,100 @@ class _Reader:
         difference -= self.denomination.value(discount)
         return -tolerance <= difference <= tolerance
 
+    # -- tax breakdown (EN 16931 BG-23) -------------------------------------------------------
+
+    def _tax_breakdown(
+        self,
+        lines: list[LineItem],
+        rate: str | None,
+        subtotal: Money | None,
+        tax: Money | None,
+        total: Money | None,
+        discount: Money | None,
+    ) -> list[TaxBreakdownEntry] | None:
+        """Taxable amount and tax per rate, from the lines, else from the header; checked."""
+        if self.denomination.exponent is None:
+            return None  # BR-CO-17 rounds to the currency's exponent: there is none to round to
+        groups = _rate_lines(lines)
+        from_lines = groups is not None
+        if groups is None:
+            header = _net_and_tax(subtotal, tax, total)
+            if rate is None or header is None:
+                return None
+            net, header_tax = header
+            groups = {rate: ([net], [] if header_tax is None else [header_tax])}
+        rates = list(groups) if len(groups) == 1 else sorted(groups, key=Decimal)
+        entries = [
+            self._breakdown_entry(index, group_rate, groups[group_rate])
+            for index, group_rate in enumerate(rates)
+        ]
+        if from_lines:
+            self._check_breakdown_sums(entries, len(lines), subtotal, tax, discount)
+        return entries
+
+    def _breakdown_entry(self, index: int, rate: str, lines: _RateLines) -> TaxBreakdownEntry:
+        """One rate's entry; warns when its tax is not its taxable times its rate (BR-CO-17)."""
+        nets, taxes = lines
+        taxable = sum(nets)
+        expected = percent_of(taxable, rate)
+        # Lines that print no tax are taxed as BR-CO-17 defines; printed taxes are checked.
+        tax = sum(taxes) if len(taxes) == len(nets) else expected
+        if abs(tax - expected) > len(nets):
+            self._warn(
+                "tax_breakdown_mismatch",
+                f"tax_breakdown[{index}]",
+                f"tax {self.denomination.text(tax)} is not {rate} % of "
+                f"{self.denomination.text(taxable)} ({self.denomination.text(expected)})",
+            )
+        return TaxBreakdownEntry(rate=rate, taxable=self._minor(taxable), tax=self._minor(tax))
+
+    def _check_breakdown_sums(
+        self,
+        entries: list[TaxBreakdownEntry],
+        count: int,
+        subtotal: Money | None,
+        tax: Money | None,
+        discount: Money | None,
+    ) -> None:
+        """The breakdown must sum to the header's subtotal and tax (BR-CO-13, BR-CO-14)."""
+        taxable_sum = sum(entry.taxable.minor or 0 for entry in entries)
+        tax_sum = sum(entry.tax.minor or 0 for entry in entries)
+        for name, header, value in (("subtotal", subtotal, taxable_sum), ("tax", tax, tax_sum)):
+            if (
+                header is not None
+                and not self._close(header, count, value, discount)
+                and not self._warned("line_items_mismatch", name)  # the lines' check said it
+            ):
+                self._warn(
+                    "totals_mismatch",
+                    name,
+                    f"tax breakdown sums to {self.denomination.text(value)}, "
+                    f"{name} is {header.amount}",
+                )
+
+    def _check_amount_due(
+        self, entries: list[TaxBreakdownEntry], count: int, paid: Money, due: Money
+    ) -> None:
+        """Amount due must be the breakdown's gross minus paid (BR-CO-16 with BR-CO-15)."""
+        if any(w.code in ("line_items_mismatch", "totals_mismatch") for w in self.warnings):
+            return  # the inconsistency is already reported where it starts
+        gross = sum((entry.taxable.minor or 0) + (entry.tax.minor or 0) for entry in entries)
+        # A breakdown exists only in a currency with minor units: every Money here has them.
+        expected = gross - (paid.minor or 0)
+        if abs(expected - (due.minor or 0)) > count + 1:
+            self._warn(
+                "amount_due_mismatch",
+                "amount_due",
+                f"tax breakdown gross {self.denomination.text(gross)} - paid {paid.amount} is "
+                f"{self.denomination.text(expected)}, amount due is {due.amount}",
+            )
+
+    def _minor(self, minor: int) -> Money:
+        return Money(amount=self.denomination.text(minor), minor=minor, currency=self.currency)
+
+    def _is_positive(self, money: Money | None) -> bool:
+        return money is not None and self.denomination.value(money) > 0
+
     # -- dates -------------------------------------------------------------------------------
 
     def _date(self, text: str | None, field: str) -> date | None:
@@ -450,7 +587,22 @@ class _Reader:
             address=self._address(counterpart.address, f"{path}.address"),
             bank_account=self._bank_account(counterpart.bank_account, f"{path}.bank_account"),
         )
+        self._check_vat_country(party, path)
         return None if party == _EMPTY_PARTY else party
+
+    def _check_vat_country(self, party: Party, path: str) -> None:
+        """A VAT number's prefix names the country that issued it (EN 16931 BR-CO-9)."""
+        vat = _compact(party.vat_number)
+        country = party.address.country if party.address is not None else None
+        if vat is None or country is None or not vat[:2].isalpha():
+            return
+        prefix = _VAT_PREFIX_COUNTRY.get(vat[:2], vat[:2])
+        if is_known_country(prefix) and prefix != country:
+            self._warn(
+                "vat_number_country_mismatch",
+                f"{path}.vat_number",
+                f"VAT number prefix {vat[:2]} is not the {path}'s country {country}",
+            )
 
     def _address(self, address: OcrAddress | None, path: str) -> Address | None:
         if address is None:
@@ -489,6 +641,9 @@ class _Reader:
     def _warn(self, code: WarningCode, field: str | None, message: str) -> None:
         self.warnings.append(DocumentWarning(code=code, field=field, message=message))
 
+    def _warned(self, code: WarningCode, field: str) -> bool:
+        return any(w.code == code and w.field == field for w in self.warnings)
+
     def _finish(self) -> list[DocumentWarning]:
         if self.currency is None and self.amounts_seen:
             self._warn("currency_missing", "currency", "amounts were recognized without a currency")
@@ -525,6 +680,58 @@ def _reading(text: bytes) -> tuple[str | None, bool]:
     if number is None:
         return None, False
     return decimal_text(number), number == 0 or 1 <= number <= _HUNDRED
+
+
+def _rate_lines(lines: list[LineItem]) -> dict[str, _RateLines] | None:
+    """The lines' nets and printed taxes by rate; ``None`` unless every line has both a rate and
+    a net amount (an incomplete breakdown would misstate the document).
+
+    The hot path of the breakdown: no call per line where the line prints its net and tax.
+    """
+    if not lines:
+        return None
+    groups: dict[str, _RateLines] = {}
+    for line in lines:
+        rate, net, tax = line.tax_rate, line.subtotal, line.tax_amount
+        if net is not None and tax is not None:
+            net_minor, tax_minor = net.minor or 0, tax.minor
+        elif (amounts := _net_and_tax(net, tax, line.total)) is not None:
+            net_minor, tax_minor = amounts
+        else:
+            return None
+        if rate is None:
+            return None
+        group = groups.get(rate)
+        if group is None:
+            group = groups[rate] = ([], [])
+        group[0].append(net_minor)
+        if tax_minor is not None:
+            group[1].append(tax_minor)
+    return groups
+
+
+def _net_and_tax(
+    net: Money | None, tax: Money | None, gross: Money | None
+) -> tuple[int, int | None] | None:
+    """Net and tax in minor units from two of net, tax and gross; tax ``None`` if not given."""
+    if net is not None and net.minor is not None:
+        tax_minor = tax.minor if tax is not None else None
+        if tax_minor is None and gross is not None and gross.minor is not None:
+            tax_minor = gross.minor - net.minor
+        return net.minor, tax_minor
+    if tax is not None and tax.minor is not None and gross is not None and gross.minor is not None:
+        return gross.minor - tax.minor, tax.minor
+    return None
+
+
+def _derived_due_date(issue_date: date | None, terms: PaymentTerms | None) -> date | None:
+    """Issue date + net days, when a due date was not printed and both are known."""
+    if issue_date is None or terms is None or terms.net_days is None:
+        return None
+    try:
+        return issue_date + timedelta(days=terms.net_days)
+    except OverflowError:  # 9999-12-31 + 30 days
+        return None
 
 
 def _iso(day: date | None) -> str | None:

@@ -35,7 +35,44 @@ WarningCode = Literal[
     "country_unknown",
     "tax_rate_suspicious",
     "number_out_of_range",
+    "tax_breakdown_mismatch",
+    "payment_terms_missing",
+    "vat_number_country_mismatch",
+    "credit_note_without_reference",
+    "amount_due_mismatch",
+    "possible_duplicate",
 ]
+# What each warning code means, and the EN 16931 rule it follows where there is one: published as
+# the description of ``DocumentWarning.code`` (a test keeps the keys equal to ``WarningCode``).
+WARNING_MEANINGS: Final[dict[str, str]] = {
+    "line_items_mismatch": "the line amounts do not sum to the subtotal (or, with gross lines "
+    "only, to the total); EN 16931 BR-CO-10",
+    "totals_mismatch": "subtotal + tax is not the total (EN 16931 BR-CO-15), or the tax breakdown "
+    "does not sum to the subtotal or tax (BR-CO-13, BR-CO-14)",
+    "paid_exceeds_total": "the amount paid exceeds the total",
+    "due_before_issue": "the due date is before the issue date",
+    "date_unparseable": "a printed date could not be read; the date is null",
+    "date_ambiguous": "a printed date reads as two dates (day or month first); the date is null",
+    "iban_invalid": "the IBAN fails the country length or mod-97 check",
+    "bic_invalid": "the BIC is malformed or names an unknown country",
+    "currency_unknown": "the currency is not in ISO 4217; amounts are kept unrounded",
+    "currency_missing": "amounts were recognized without a currency",
+    "country_unknown": "a country is not ISO 3166-1 alpha-2 (nor one of Monite's extras)",
+    "tax_rate_suspicious": "a tax rate is not a plausible percentage (0, or 1 to 100)",
+    "number_out_of_range": "a recognized number is no amount (not finite, or 10**15 and beyond)",
+    "tax_breakdown_mismatch": "an entry's tax is not its taxable amount times its rate, rounded "
+    "to the currency, within one minor unit per line (EN 16931 BR-CO-17); field names the entry",
+    "payment_terms_missing": "a positive amount is due but there is neither a due date nor "
+    "understood payment terms (EN 16931 BR-CO-25)",
+    "vat_number_country_mismatch": "a VAT number's country prefix is not the party's country "
+    "(EN 16931 BR-CO-9: the prefix names the issuing country; EL is Greece, XI Northern Ireland)",
+    "credit_note_without_reference": "a credit note names no invoice it credits (EN 16931 BG-3, "
+    "preceding invoice reference BT-25)",
+    "amount_due_mismatch": "the amount due (total - paid) disagrees with the tax breakdown's "
+    "gross amount minus paid (EN 16931 BR-CO-16 with BR-CO-15)",
+    "possible_duplicate": "the same API client received a document with the same seller, number "
+    "and total before; related names its watch and event",
+}
 
 # tz=True is what makes msgspec publish ``format: date-time`` (RFC 3339 requires an offset).
 _AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -137,15 +174,56 @@ class LineItem(_Wire, frozen=True):
     reference: Annotated[str | None, _doc("Article number or line reference, as printed.")]
 
 
+class RelatedEvent(_Wire, frozen=True):
+    """An earlier event a warning points at (the first of a possible duplicate)."""
+
+    watch_id: Annotated[str, _doc("The watch that produced the earlier event.")]
+    event_id: Annotated[str, _doc("The earlier event's id (its webhook-id).")]
+
+
 class DocumentWarning(_Wire, frozen=True):
     """Something a human should check: an inconsistency or a value that could not be read."""
 
-    code: Annotated[WarningCode, _doc("Machine-readable kind of the warning.")]
+    code: Annotated[
+        WarningCode,
+        _doc(
+            "Machine-readable kind of the warning:\n"
+            + "\n".join(f"- {code}: {meaning}" for code, meaning in WARNING_MEANINGS.items())
+        ),
+    ]
     field: Annotated[
         str | None,
         _doc('Path of the field concerned in this document ("line_items[2].total"), if one.'),
     ]
     message: Annotated[str, _doc("Human-readable explanation.")]
+    # Defaults keep events of schema v1 from before these fields valid: additions are optional.
+    related: Annotated[
+        RelatedEvent | None,
+        _doc("The earlier event of a possible_duplicate; null on every other warning."),
+    ] = None
+
+
+class TaxBreakdownEntry(_Wire, frozen=True):
+    """One VAT rate of the document (EN 16931 BG-23, VAT breakdown)."""
+
+    rate: Annotated[_DecimalString, _doc('Tax rate in percent as an exact decimal string ("19").')]
+    taxable: Annotated[Money, _doc("Net amount taxed at this rate (BT-116).")]
+    tax: Annotated[Money, _doc("Tax at this rate (BT-117).")]
+
+
+_Days = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class PaymentTerms(_Wire, frozen=True):
+    """The printed payment terms, understood; every part null when the text does not say it."""
+
+    net_days: Annotated[
+        _Days | None, _doc("Days after the issue date the total is due (0: at once).")
+    ]
+    discount_percent: Annotated[
+        _DecimalString | None, _doc('Early-payment discount in percent ("2"), if any.')
+    ]
+    discount_days: Annotated[_Days | None, _doc("Days after the issue date the discount holds.")]
 
 
 class Source(_Wire, frozen=True):
@@ -176,20 +254,39 @@ _LineItems = Annotated[list[LineItem], _doc("Recognized lines, possibly empty.")
 _Warnings = Annotated[
     list[DocumentWarning], _doc("Inconsistencies to check; empty when the document adds up.")
 ]
+_TaxBreakdown = Annotated[
+    list[TaxBreakdownEntry] | None,
+    _doc(
+        "Taxable amount and tax per rate, ordered by rate (EN 16931 BG-23): from the line items "
+        "when every line has a rate and a net amount, else from the header's single rate and "
+        "amounts; null when nothing supports it or the currency has no ISO 4217 minor unit."
+    ),
+]
 _Raw = Annotated[
     msgspec.Raw | msgspec.UnsetType,
     _doc("Monite's recognized_data exactly as received; present only when the watch asked for it."),
 ]
 
 
-class InvoiceDocument(_Wire, frozen=True, tag_field="kind", tag="invoice"):
+class InvoiceDocument(_Wire, frozen=True, kw_only=True, tag_field="kind", tag="invoice"):
     """A recognized invoice."""
 
     schema_version: _SchemaVersion
     document_number: _DocumentNumber
     issue_date: _IssueDate
     due_date: Annotated[str | None, _doc("Payment due date, ISO YYYY-MM-DD.")]
+    due_date_source: Annotated[
+        Literal["printed", "derived"] | None,
+        _doc(
+            "printed: due_date as printed; derived: issue_date + terms.net_days, as none was "
+            "printed; null without a due date."
+        ),
+    ] = None
     payment_terms: _Text
+    terms: Annotated[
+        PaymentTerms | None,
+        _doc("payment_terms understood; null when the text is missing or not understood."),
+    ] = None
     currency: _Currency
     subtotal: _Subtotal
     tax: _Tax
@@ -197,6 +294,7 @@ class InvoiceDocument(_Wire, frozen=True, tag_field="kind", tag="invoice"):
     amount_paid: Annotated[Money | None, _doc("Amount already paid.")]
     amount_due: Annotated[Money | None, _doc("total - amount_paid, when both are known.")]
     tax_rate: _TaxRate
+    tax_breakdown: _TaxBreakdown = None
     seller: _Seller
     buyer: _Buyer
     line_items: _LineItems
@@ -205,7 +303,7 @@ class InvoiceDocument(_Wire, frozen=True, tag_field="kind", tag="invoice"):
     raw: _Raw = msgspec.UNSET
 
 
-class CreditNoteDocument(_Wire, frozen=True, tag_field="kind", tag="credit_note"):
+class CreditNoteDocument(_Wire, frozen=True, kw_only=True, tag_field="kind", tag="credit_note"):
     """A recognized credit note."""
 
     schema_version: _SchemaVersion
@@ -217,6 +315,7 @@ class CreditNoteDocument(_Wire, frozen=True, tag_field="kind", tag="credit_note"
     tax: _Tax
     total: _Total
     tax_rate: _TaxRate
+    tax_breakdown: _TaxBreakdown = None
     seller: _Seller
     buyer: _Buyer
     line_items: _LineItems
@@ -225,7 +324,7 @@ class CreditNoteDocument(_Wire, frozen=True, tag_field="kind", tag="credit_note"
     raw: _Raw = msgspec.UNSET
 
 
-class ReceiptDocument(_Wire, frozen=True, tag_field="kind", tag="receipt"):
+class ReceiptDocument(_Wire, frozen=True, kw_only=True, tag_field="kind", tag="receipt"):
     """A recognized receipt: it has a time of issue and no buyer."""
 
     schema_version: _SchemaVersion
@@ -250,6 +349,7 @@ class ReceiptDocument(_Wire, frozen=True, tag_field="kind", tag="receipt"):
     total: _Total
     discount: Annotated[Money | None, _doc("Discount granted on the receipt.")]
     tax_rate: _TaxRate
+    tax_breakdown: _TaxBreakdown = None
     seller: _Seller
     line_items: _LineItems
     warnings: _Warnings
