@@ -27,16 +27,20 @@ import msgspec
 
 from service import metrics
 from service.clock import now_utc, to_ms, wall_ms
+from service.domain.duplicates import duplicate_fingerprint
 from service.domain.polling import (
     FAILURE_MESSAGES,
     Finish,
     PollAgain,
     PollDecision,
+    Recognized,
     decide_on_task,
     failed,
     next_poll,
+    recognized,
 )
 from service.domain.schedule import UNGROUPED
+from service.domain.schema import RelatedEvent
 from service.domain.watch import Watch, WatchState
 from service.ids import new_id
 from service.monite import (
@@ -234,6 +238,12 @@ class Poller:
             )
             message = f"Monite's answer could not be processed ({type(exc).__name__})"
             decision = failed(watch, "invalid_payload", message, at=now)
+        if isinstance(decision, Recognized):
+            event_id = new_id("evt")
+            earlier = await self._earlier_duplicate(watch, decision, event_id)
+            return await self._hand_to_delivery(
+                watch, recognized(watch, decision, at=now, earlier=earlier), event_id
+            )
         if isinstance(decision, Finish):
             return await self._hand_to_delivery(watch, decision)
         if decision.kind == "error":
@@ -272,10 +282,25 @@ class Poller:
         retry_after = answer.retry_after_s if isinstance(answer, MoniteUnavailable) else None
         return PollAgain(kind="error", retry_after_s=retry_after)
 
-    async def _hand_to_delivery(self, watch: Watch, finish: Finish) -> str | None:
+    async def _earlier_duplicate(
+        self, watch: Watch, decision: Recognized, event_id: str
+    ) -> RelatedEvent | None:
+        """The same client's earlier event of the same document (seller, number, total), if any;
+        else this document becomes the one later duplicates point at."""
+        fingerprint = duplicate_fingerprint(decision.document)
+        if fingerprint is None:
+            return None
+        first = await self.store.duplicates.first_of(watch.client, fingerprint, watch.id, event_id)
+        if first is None or first[0] == watch.id:  # a re-poll of the same task is no duplicate
+            return None
+        return RelatedEvent(watch_id=first[0], event_id=first[1])
+
+    async def _hand_to_delivery(
+        self, watch: Watch, finish: Finish, event_id: str | None = None
+    ) -> str | None:
         """Store the event and move the watch to ``delivering`` in one write; its id, or None
         when the watch changed meanwhile (cancelled, or another round got there first)."""
-        event_id = new_id("evt")
+        event_id = event_id or new_id("evt")
         event = EventRecord(
             id=event_id,
             watch_id=watch.id,

@@ -15,10 +15,11 @@ from typing import Final, Literal
 import msgspec
 
 from service.domain import backoff
+from service.domain.duplicates import with_possible_duplicate
 from service.domain.events import encode_event, failed_event, recognized_event
 from service.domain.monite_models import decode_task, is_terminal
 from service.domain.normalize import NormalizeContext, NotRecognizedError, normalize
-from service.domain.schema import FailureCode
+from service.domain.schema import FailureCode, NormalizedDocument, RelatedEvent
 from service.domain.watch import Failure, Watch
 
 # A batch with room takes watches up to this fraction of their interval early: one request costs
@@ -43,6 +44,15 @@ class PollAgain(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_s: float | None = None
 
 
+class Recognized(msgspec.Struct, frozen=True, kw_only=True):
+    """The task succeeded and its document is normalized; the event is made by ``recognized``
+    once the store has said whether the document is a possible duplicate."""
+
+    document: NormalizedDocument
+    status: str
+    finished_at: datetime
+
+
 class Finish(msgspec.Struct, frozen=True, kw_only=True):
     """Finish the watch with this event (``failure`` set for an ``ocr.failed`` event);
     ``status`` is Monite's, when it answered; ``finished_at`` when Monite finished the task."""
@@ -54,7 +64,7 @@ class Finish(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
 
 
-PollDecision = PollAgain | Finish
+PollDecision = PollAgain | Recognized | Finish
 
 
 def failed(
@@ -107,6 +117,18 @@ def decide_on_task(watch: Watch, body: bytes, *, at: datetime) -> tuple[PollDeci
     except Exception as exc:
         message = f"the recognized data could not be normalized ({type(exc).__name__})"
         return failed(watch, "invalid_payload", message, at=at, status=task.status), label
+    return Recognized(document=document, status=task.status, finished_at=task.updated_at), label
+
+
+def recognized(
+    watch: Watch, decision: Recognized, *, at: datetime, earlier: RelatedEvent | None = None
+) -> Finish:
+    """Finish ``watch`` with the event of its recognized document; ``earlier``: the event of
+    the same client that the document looks like a duplicate of (a ``possible_duplicate``
+    warning points at it)."""
+    document = decision.document
+    if earlier is not None:
+        document = with_possible_duplicate(document, earlier)
     event = recognized_event(
         watch_id=watch.id,
         task_id=watch.task_id,
@@ -115,13 +137,12 @@ def decide_on_task(watch: Watch, body: bytes, *, at: datetime) -> tuple[PollDeci
         document=document,
         at=at,
     )
-    finish = Finish(
+    return Finish(
         event_type=event.type,
         body=encode_event(event),
-        status=task.status,
-        finished_at=task.updated_at,
+        status=decision.status,
+        finished_at=decision.finished_at,
     )
-    return finish, label
 
 
 def next_poll(

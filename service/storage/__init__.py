@@ -8,6 +8,7 @@
 - ``events``: the exact event bytes and the delivery attempt log.
 - ``idempotency``: Idempotency-Keys held by requests that act before they register.
 - ``retention``: what outlives a finished watch, swept once it expired; the cluster's counts.
+- ``duplicates``: the first recognized document of each fingerprint, per client (the hint).
 
 ``Store`` bundles them for one prefix; callers name the part (``store.watches.get(…)``,
 ``store.schedule.claim_due(…)``), so a call says which concern it touches.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from service.storage.duplicates import DuplicateIndex
 from service.storage.events import EventLog
 from service.storage.idempotency import IdempotencyKeys
 from service.storage.keys import Keys
@@ -38,3 +40,4 @@ class Store:
         self.schedule = Schedule(redis, keys)
         self.idempotency = IdempotencyKeys(redis, keys)
         self.retention = Retention(redis, keys)
+        self.duplicates = DuplicateIndex(redis, keys, retention_s)

@@ -49,6 +49,11 @@ class Keys:
         """The event record: its exact body bytes as signed, type, watch id (msgpack)."""
         return f"{self.prefix}event:{event_id}"
 
+    def duplicate(self, client: str, fingerprint: str) -> str:
+        """String "watch id\nevent id": ``client``'s first recognized document with this
+        fingerprint (``service.domain.duplicates``), kept for the watch retention."""
+        return f"{self.prefix}dup:{client}:{fingerprint}"
+
     def attempts(self, watch_id: str) -> str:
         """List of delivery attempts of one watch (msgpack items, oldest first)."""
         return f"{self.prefix}watch:{watch_id}:attempts"
