@@ -85,7 +85,10 @@ Applied = PollRecord | str | None
 
 class Poller:
     """Runs poll rounds; one per worker process, shared by its jobs. Decisions are the domain's
-    (``service.domain.polling``); this class claims, asks Monite and carries them out."""
+    (``service.domain.polling``); this class claims, asks Monite and carries them out.
+
+    Over 200 lines, for a reason: one round's steps (claim, ask, look up, apply, hand over,
+    schedule the next) read top to bottom in one place, and each is short."""
 
     def __init__(
         self, settings: Settings, store: Store, queue: Queue, monite: MoniteClient

@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.api.app import create_app
+from service.api.bodies import DocumentFieldsIn, DocumentUrlIn
 from service.api.push import MonitePush
-from service.api.schemas import DocumentFieldsIn, DocumentUrlIn
 from service.settings import Settings
 from tests.conftest import auth
 

@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, OpenAPI, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from service import logs
+from service.api.bodies import DocumentUploadForm, DocumentUrlIn
 from service.api.deps import Services
 from service.api.documents import document_controller
 from service.api.errors import EXCEPTION_HANDLERS
@@ -26,7 +27,6 @@ from service.api.rate_limit import ClientRateLimit, RateLimitMiddleware
 from service.api.request_metrics import RequestTimer, count_response
 from service.api.request_rules import JSON_BODY_LIMIT, check_request
 from service.api.schema_doc import event_schema
-from service.api.schemas import DocumentUploadForm, DocumentUrlIn
 from service.api.watches import EventController, WatchController
 from service.callbacks.egress import CallbackPolicy
 from service.callbacks.sealing import Sealer

@@ -16,10 +16,10 @@ from litestar import Controller, Request, Response, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException
 
+from service.api.bodies import DocumentFieldsIn, DocumentUrlIn, WatchOut, watch_out
 from service.api.deps import DEPENDENCIES, ClientDep, ServicesDep
 from service.api.errors import AUTHENTICATED, InvalidField, InvalidRequest, problem_responses
 from service.api.request_rules import JSON_BODY_LIMIT, decode_json_body, is_json, too_large
-from service.api.schemas import DocumentFieldsIn, DocumentUrlIn, WatchOut, watch_out
 from service.api.watches import IdempotencyKey, registration
 from service.domain.monite_models import decode_task
 from service.monite import (

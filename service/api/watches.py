@@ -13,9 +13,7 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
-from service.api.errors import AUTHENTICATED, InvalidField, StateConflict, problem_responses
-from service.api.schemas import (
+from service.api.bodies import (
     MAX_METADATA_BYTES,
     DeliveryList,
     SecretOut,
@@ -26,6 +24,8 @@ from service.api.schemas import (
     attempt_out,
     watch_out,
 )
+from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
+from service.api.errors import AUTHENTICATED, InvalidField, StateConflict, problem_responses
 from service.callbacks.egress import CallbackRefused
 from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState

@@ -1,5 +1,8 @@
 """Callback URL policy and the HTTP client that enforces it on every connection (SSRF defence).
 
+Over 400 lines, for a reason: a security boundary reviewed in one read, policy and enforcement
+side by side.
+
 Callers choose callback URLs, and the service runs inside a company network, so a URL must not
 reach loopback, link-local (cloud metadata), private or otherwise special addresses unless the
 deployment allows them (``CALLBACK_ALLOWED_NETWORKS``, ``CALLBACK_ALLOWED_HOSTS``).

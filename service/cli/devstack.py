@@ -1,5 +1,8 @@
 """``ocr-relay dev``: api, worker, simulator and, when needed, a private Redis in one terminal.
 
+Over 400 lines, for a reason: the dev stack's whole life (plan, start, banner, supervise, stop)
+is one job; its dev secrets and its Redis are small helpers of it.
+
 Children run in their own sessions so that Ctrl-C reaches only this process; it then stops them in
 order (api/worker/simulator first, the private Redis last) so nothing loses its Redis mid-shutdown.
 """

@@ -14,7 +14,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.api.schemas import watch_out
+from service.api.bodies import watch_out
 from service.domain.watch import Watch
 from service.queue import connect
 from service.settings import Settings, without_credentials

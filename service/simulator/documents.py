@@ -1,4 +1,5 @@
-"""Deterministic ``recognized_data`` for simulated OCR tasks.
+"""Deterministic ``recognized_data`` for simulated OCR tasks (over 400 lines: mostly the data
+tables of sellers, countries and currencies the documents are drawn from).
 
 The same seed, task id and document type always give the same document. Documents cover several
 countries and currencies with 0, 2 and 3 decimal places; line items add up except in a configured

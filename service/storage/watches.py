@@ -148,7 +148,10 @@ class CreateResult(msgspec.Struct, frozen=True):
 
 
 class WatchRecords:
-    """The watch records of one key prefix."""
+    """The watch records of one key prefix.
+
+    Over 200 lines, for a reason: the registration and the compare-and-set are the two writes
+    that keep the next-step invariant, and they are kept beside their Lua scripts."""
 
     def __init__(self, redis: Redis, keys: Keys, events: EventLog, retention_s: int) -> None:
         self.redis = redis
