@@ -8,16 +8,17 @@ shared Redis is never assumed empty and is left as it was found.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from service.cli.devstack import RedisServer
 from service.settings import ENV_VARS, Settings
 from service.storage.keys import Keys
-from tests.redis_process import RedisProcess
 
 TEST_REDIS_URL = os.environ.get("OCR_RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -56,6 +57,58 @@ def settings(key_prefix: str) -> Settings:
 # Fault tests need a Redis they may stop, kill and restart; the shared one must never be touched.
 
 
+class RedisProcess(RedisServer):
+    """A private ``redis-server`` that fault tests may pause, kill and configure: the dev stack's
+    ``RedisServer`` only starts and stops one; tests also need one that hangs (SIGSTOP:
+    connections open, nothing answered, like a partitioned host), crashes (SIGKILL, no flush) and
+    starts again on the same port and data, and one started from a config file it may rewrite (a
+    sentinel). ``extra_args`` go on the command line (``--replicaof …``)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+        config: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, port, appendonly=appendonly)
+        self.extra_args = tuple(extra_args)
+        self.config = config
+
+    def argv(self, binary: str) -> list[str]:
+        """The base command line, after the config file (if any), before the extra arguments."""
+        base = super().argv(binary)
+        if self.config is None:
+            return [*base, *self.extra_args]
+        config_file = self.data_dir / "redis.conf"
+        if not config_file.exists():  # a sentinel rewrites its own: keep it across restarts
+            config_file.write_text(self.config)
+        return [base[0], str(config_file), *base[1:], *self.extra_args]
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Shut down gracefully; a paused server is resumed first (it would hold SIGTERM)."""
+        self.resume()
+        super().stop(timeout_s)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open, no command is ever answered."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT)."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Kill the server without a chance to flush (simulates a crash)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
     """Factory: ``private_redis(appendonly=True, …)`` starts a ``redis-server`` of this test alone
@@ -85,7 +138,7 @@ import asyncio  # noqa: E402
 import socket  # noqa: E402
 import ssl  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Awaitable, Sequence  # noqa: E402
+from collections.abc import Awaitable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import msgspec  # noqa: E402
@@ -466,16 +519,14 @@ def worker_env(settings: Settings) -> dict[str, str]:
 def spawn_worker(
     e2e_settings: Settings, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """``spawn_worker(settings=None, module="service.cli", *args)``: a worker process (default
-    ``ocr-relay worker``); every one still running is killed afterwards."""
+    """``spawn_worker(settings=None, *python_args)``: a worker process (default
+    ``python -m service.cli worker``); every one still running is killed afterwards."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def spawn(
-        settings: Settings | None = None, module: str = "service.cli", *args: str
-    ) -> subprocess.Popen[bytes]:
+    def spawn(settings: Settings | None = None, *python_args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"worker-{len(started)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *(args or ("worker",))],
+            [sys.executable, *(python_args or ("-m", "service.cli", "worker"))],
             env=cli_env(**worker_env(settings or e2e_settings)),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -36,6 +36,22 @@ Spawn = Callable[..., subprocess.Popen[bytes]]
 TERMINAL = ("delivered", "failed", "cancelled")
 
 
+# A worker process whose first call of one ``Queue`` method (the enqueue that follows a state
+# write) kills it with SIGKILL instead, as a power cut or the OOM killer would: no ``finally``
+# runs, no connection is closed. Production code carries no hook for this: the method is replaced.
+CRASHING_WORKER = """
+import os, signal, sys
+from service.cli import main
+from service.queue import Queue
+
+async def die(*_, **__):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(Queue, sys.argv[1], die)
+sys.exit(main(["worker"]))
+"""
+
+
 async def exited(process: subprocess.Popen[bytes], within_s: float = 20.0) -> int:
     """The process's return code once it has ended."""
     return await asyncio.wait_for(asyncio.to_thread(process.wait), within_s)
@@ -60,7 +76,7 @@ async def test_a_worker_killed_between_a_write_and_its_enqueue_strands_nothing(
     receiver.script(answers)
     task = await simulator.create_task(entity_id=ENTITY)
     watch = await register(e2e_api, task.id, receiver.url)
-    assert await exited(spawn_worker(None, "tests.crashing_worker", method)) == -9
+    assert await exited(spawn_worker(None, "-c", CRASHING_WORKER, method)) == -9
     assert (await e2e_api.get(f"/v1/watches/{watch['id']}", headers=auth())).json()[
         "state"
     ] == "delivering"

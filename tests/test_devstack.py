@@ -20,8 +20,7 @@ import pytest
 import redis
 
 from service.cli.devstack import dev_api_key, free_port, redis_reachable
-from tests.conftest import Receiver, cli_env
-from tests.redis_process import RedisProcess
+from tests.conftest import Receiver, RedisProcess, cli_env
 
 READY_TIMEOUT_S = 45.0
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.settings import Settings
 from service.storage.keys import Keys
-from tests.redis_process import RedisProcess
+from tests.conftest import RedisProcess
 
 
 @pytest.fixture

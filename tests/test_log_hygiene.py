@@ -26,8 +26,7 @@ from service.monite import MoniteClient, MoniteUnauthorized, build_monite_http, 
 from service.settings import Settings
 from service.simulator import SimulatorControl
 from service.storage.keys import Keys
-from tests.conftest import API_KEYS, Receiver, auth
-from tests.redis_process import RedisProcess
+from tests.conftest import API_KEYS, Receiver, RedisProcess, auth
 
 ENTITY = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 WRONG_API_KEY = "ocr_wrong-key-presented-by-a-stranger"

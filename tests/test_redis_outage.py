@@ -29,8 +29,7 @@ from service.api.app import create_app
 from service.cli.devstack import free_port
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from tests.conftest import Receiver, auth, cli_env
-from tests.redis_process import RedisProcess
+from tests.conftest import Receiver, RedisProcess, auth, cli_env
 from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]

@@ -21,8 +21,7 @@ from service.polling import LEASE_MS
 from service.sentinel_url import SentinelUrl, parse_sentinel_url
 from service.settings import Settings
 from service.simulator import SimulatorControl
-from tests.conftest import Receiver, auth
-from tests.redis_process import RedisProcess
+from tests.conftest import Receiver, RedisProcess, auth
 from tests.test_end_to_end import ENTITY, register, settled
 
 Client = AsyncTestClient[Any]
