@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from service.clock import now_utc, to_ms, wall_ms
 from service.domain.schedule import PRIORITY_SHIFT_MS, due_ms_of, priority_score
 from service.domain.watch import Watch, WatchState
 from service.storage import Store
 from service.storage.events import LoggedAttempt
 from service.storage.schedule import PollRecord
-from tests.test_store import attempt_of, become, create, gone, make_watch, to_delivering
+from service.storage.watches import IllegalTransition
+from tests.test_store import attempt_of, become, create, finish, gone, make_watch, to_delivering
 
 
 async def indexes_of(store: Store, watch: Watch) -> dict[str, float]:
@@ -162,7 +165,7 @@ async def test_the_sweep_keeps_up_past_one_batch_and_the_gauge_counts_only_exist
     store.watches.retention_s = 1
     watches = [(await create(store, make_watch(task_id=f"t-{i}")))[0] for i in range(25)]
     for watch in watches:
-        await store.watches.update(watch.id, become(WatchState.DELIVERED))
+        await finish(store, watch, WatchState.DELIVERED)
     assert (await store.retention.state_counts())["current:delivered"] == 25
     for watch in watches:
         await gone(store, watch)
@@ -175,7 +178,7 @@ async def test_concurrent_sweeps_count_each_expired_watch_once(store: Store) -> 
     store.watches.retention_s = 1
     watches = [(await create(store, make_watch(task_id=f"t-{i}")))[0] for i in range(20)]
     for watch in watches:
-        await store.watches.update(watch.id, become(WatchState.FAILED))
+        await finish(store, watch, WatchState.FAILED)
     for watch in watches:
         await gone(store, watch)
     later = wall_ms() + 5_000
@@ -184,3 +187,10 @@ async def test_concurrent_sweeps_count_each_expired_watch_once(store: Store) -> 
     )
     assert sum(counts) == 20
     assert (await store.retention.state_counts())["current:failed"] == 0
+
+
+async def test_a_write_along_an_edge_the_watch_rules_do_not_have_is_refused(store: Store) -> None:
+    watch, _ = await create(store, make_watch())
+    with pytest.raises(IllegalTransition):
+        await store.watches.update(watch.id, become(WatchState.DELIVERED))
+    assert (await store.watches.get(watch.id)).state == WatchState.POLLING  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from service.clock import now_utc
 from service.domain.watch import Watch, WatchState
 from service.reconcile import Reconciler
 from service.storage import Store
-from tests.test_store import become, create, gone, keys_of, make_watch
+from tests.test_store import become, create, finish, gone, keys_of, make_watch
 
 
 def delivering(next_in_s: float = 0.0, lease_s: float | None = None):  # type: ignore[no-untyped-def]
@@ -114,7 +114,7 @@ async def test_reconcile_sweeps_what_expired_watches_left_behind(
 ) -> None:
     store.watches.retention_s = 1
     watch, _ = await create(store, make_watch())
-    await store.watches.update(watch.id, become(WatchState.DELIVERED))
+    await finish(store, watch, WatchState.DELIVERED)
     await gone(store, watch)
     assert (await reconciler.run()).swept == 1
     assert await keys_of(store, watch) == []

@@ -283,6 +283,12 @@ def become(state: WatchState) -> Callable[[Watch], Watch]:
     return mutate
 
 
+async def finish(store: Store, watch: Watch, state: WatchState) -> None:
+    """Take a polling watch to ``state`` the way the service does: through ``delivering``."""
+    await store.watches.update(watch.id, become(WatchState.DELIVERING))
+    await store.watches.update(watch.id, become(state))
+
+
 async def keys_of(store: Store, watch: Watch) -> list[str]:
     """Every key of the store that still names the watch, its task or its registration."""
     prefix = store.keys.prefix
@@ -312,7 +318,7 @@ async def test_a_finished_watch_leaves_nothing_behind_once_its_retention_is_over
 ) -> None:
     store.watches.retention_s = 1
     watch, _ = await create(store, make_watch())
-    await store.watches.update(watch.id, become(WatchState.FAILED))
+    await finish(store, watch, WatchState.FAILED)
     assert await keys_of(store, watch) != []  # kept during its retention
     await gone(store, watch)
     assert await store.retention.sweep_expired(now_ms=wall_ms()) == 1
@@ -322,7 +328,7 @@ async def test_a_finished_watch_leaves_nothing_behind_once_its_retention_is_over
 async def test_a_watch_redelivered_during_its_retention_keeps_everything(store: Store) -> None:
     store.watches.retention_s = 1
     watch, _ = await create(store, make_watch())
-    await store.watches.update(watch.id, become(WatchState.DELIVERED))
+    await finish(store, watch, WatchState.DELIVERED)
     await store.watches.update(watch.id, become(WatchState.DELIVERING))
     await asyncio.sleep(1.2)
     assert await store.retention.sweep_expired(now_ms=wall_ms()) == 0
@@ -334,7 +340,7 @@ async def test_a_watch_redelivered_during_its_retention_keeps_everything(store: 
 async def test_the_sweep_leaves_a_watch_that_is_still_retained_for_later(store: Store) -> None:
     store.watches.retention_s = 60
     watch, _ = await create(store, make_watch())
-    await store.watches.update(watch.id, become(WatchState.FAILED))
+    await finish(store, watch, WatchState.FAILED)
     # Its expiry moved since it was noted (here: the sweep runs "late"): looked at again then.
     later = wall_ms() + 120_000
     assert await store.retention.sweep_expired(now_ms=later) == 0
@@ -345,7 +351,7 @@ async def test_the_sweep_leaves_a_watch_that_is_still_retained_for_later(store: 
 
 async def test_a_finished_watch_no_longer_receives_pushes_for_its_task(store: Store) -> None:
     watch, _ = await create(store, make_watch())
-    await store.watches.update(watch.id, become(WatchState.DELIVERED))
+    await finish(store, watch, WatchState.DELIVERED)
     assert await store.redis.smembers(store.keys.task_watches(watch.task_id)) == set()
 
 

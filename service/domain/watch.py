@@ -1,6 +1,7 @@
 """Watch states, the transitions between them, and the reasons a watch fails.
 
-Pure: the store enforces these rules atomically in Redis, the API and the jobs ask them here.
+Pure: the store checks every write of a watch against ``can_transition`` (a write along an edge
+the rules do not have is refused as a bug), and makes the allowed ones atomically in Redis.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ _ALLOWED: Final[dict[WatchState, frozenset[WatchState]]] = {
 
 
 def can_transition(current: WatchState, target: WatchState) -> bool:
-    """True when a watch in ``current`` may move to ``target``."""
-    return target in _ALLOWED[current]
+    """True when a watch in ``current`` may move to ``target`` (or stays in it); every write of
+    a watch is checked here by the store."""
+    return target == current or target in _ALLOWED[current]
 
 
 def can_redeliver(state: WatchState, has_event: bool) -> bool:

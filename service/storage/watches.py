@@ -28,6 +28,7 @@ from service.domain.watch import (
     Transition,
     Watch,
     WatchState,
+    can_transition,
     delivery_step_at,
 )
 from service.storage.events import EventLog, EventRecord, LoggedAttempt
@@ -262,6 +263,8 @@ class WatchRecords:
                 if current is None:
                     return None
             new = mutate(msgspec.structs.replace(current))
+            if new is not None and not can_transition(current.state, new.state):
+                raise IllegalTransition(f"{current.state.value} -> {new.state.value} ({watch_id})")
             if new is None:
                 if attempt is not None:
                     await self.events.log_attempt(watch_id, attempt)
@@ -430,6 +433,10 @@ def _decode_cursor(cursor: str) -> str:
     if not sep or not created.isdigit():
         raise InvalidCursor(cursor)
     return member
+
+
+class IllegalTransition(RuntimeError):
+    """A write would move a watch along an edge the watch rules do not have: a bug, refused."""
 
 
 class InvalidCursor(ValueError):
