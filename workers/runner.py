@@ -23,7 +23,7 @@ import uvloop
 from arq.worker import Worker
 from prometheus_client import start_http_server
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import logs, metrics
@@ -39,11 +39,14 @@ DRAIN_S: Final = ROUND_BUDGET_S + 5.0
 
 # What ends arq's loop when Redis cannot serve: out of reach, a read-only replica (a failover
 # under way behind a fixed address) or full; each passes, so the worker waits and starts again.
+# A connection lost inside arq's WATCH (its cron enqueue) surfaces as WatchError, not as
+# ConnectionError: it means the same.
 _REDIS_OUT_OF_SERVICE: Final = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
     OutOfMemoryError,
+    WatchError,
 )
 
 log = logging.getLogger("ocr_relay.worker")
