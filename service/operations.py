@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Final, Literal
 
 import msgspec
 
@@ -17,15 +17,26 @@ from service.callbacks.sealing import Sealer
 from service.clock import now_utc, to_ms
 from service.domain.schedule import group_of, priority_score
 from service.domain.signing import generate_secret
-from service.domain.watch import SigningSecret, Watch, WatchState, can_redeliver
+from service.domain.watch import (
+    DeliveryFailureCode,
+    SigningSecret,
+    Watch,
+    WatchState,
+    can_redeliver,
+)
 from service.ids import new_id
 from service.queue import Queue
 from service.storage import Store
+from service.storage.activity import Scope
 from service.storage.watches import CreateResult
 
 # How long the previous secret keeps signing after a rotation (receivers roll out the new one).
 SECRET_GRACE: Final = timedelta(hours=24)
 
+
+# A bulk recovery acts on at most this many watches per call, looking at most at RECOVER_SCAN.
+RECOVER_LIMIT: Final = 500
+RECOVER_SCAN: Final = 2000
 
 # How long a request may hold an Idempotency-Key before registering: a Monite upload waits for
 # the rate budget and Monite itself; a crashed request's key is free again after this.
@@ -57,6 +68,42 @@ class Registered(msgspec.Struct, frozen=True):
     watch: Watch
     created: bool
     secret: str | None
+
+
+class Actor(msgspec.Struct, frozen=True):
+    """Who asks: an API client, who sees only its own watches, or an operator of the console,
+    who sees every client's. What a person asks for is recorded as done ``by`` them."""
+
+    kind: Literal["client", "operator"]
+    name: str
+
+    @classmethod
+    def client(cls, name: str) -> Actor:
+        """An API client."""
+        return cls("client", name)
+
+    @classmethod
+    def operator(cls, name: str) -> Actor:
+        """An operator signed in to the console."""
+        return cls("operator", name)
+
+    @property
+    def label(self) -> str:
+        """How the watch's history names the actor: ``operator:alice``."""
+        return f"{self.kind}:{self.name}"
+
+    def may_see(self, watch: Watch) -> bool:
+        """True for an operator, and for the client that owns the watch."""
+        return self.kind == "operator" or watch.client == self.name
+
+
+class Recovery(msgspec.Struct, frozen=True, kw_only=True):
+    """What one bulk recovery did: the watches it redelivered and those whose next attempt it
+    brought forward; ``more`` when it stopped at its bound and another call may find more."""
+
+    redelivered: list[str]
+    expedited: list[str]
+    more: bool
 
 
 class NotAllowed(Exception):
@@ -199,14 +246,14 @@ class WatchService:
         """Let a retry with this key act again: the request holding it made nothing."""
         await self.store.idempotency.release(self.store.keys.idempotency(client, idempotency_key))
 
-    async def get(self, client: str, watch_id: str) -> Watch | None:
-        """The client's watch, or None (unknown and other clients' watches look the same)."""
+    async def get(self, actor: Actor, watch_id: str) -> Watch | None:
+        """The watch, or None when unknown or not the actor's to see (both look the same)."""
         watch = await self.store.watches.get(watch_id)
-        return watch if watch is not None and watch.client == client else None
+        return watch if watch is not None and actor.may_see(watch) else None
 
-    async def cancel(self, client: str, watch_id: str) -> Watch | None:
+    async def cancel(self, actor: Actor, watch_id: str) -> Watch | None:
         """Stop polling or delivery; a finished watch is returned unchanged."""
-        watch = await self.get(client, watch_id)
+        watch = await self.get(actor, watch_id)
         if watch is None:
             return None
 
@@ -216,16 +263,18 @@ class WatchService:
             w.state = WatchState.CANCELLED
             return w
 
-        cancelled = await self.store.watches.update(watch_id, mutate, reason="cancelled by client")
+        cancelled = await self.store.watches.update(
+            watch_id, mutate, reason=f"cancelled by {actor.kind}", by=actor.label
+        )
         return cancelled or await self.store.watches.get(watch_id)
 
-    async def redeliver(self, client: str, watch_id: str) -> Watch | None:
+    async def redeliver(self, actor: Actor, watch_id: str) -> Watch | None:
         """Start a new delivery series of the final event (same event id, so same webhook-id).
 
         A watch already delivering is returned as it is: a client retrying a redelivery whose
         answer it lost gets what it asked for, not an error.
         """
-        watch = await self.get(client, watch_id)
+        watch = await self.get(actor, watch_id)
         if watch is None:
             return None
 
@@ -244,16 +293,85 @@ class WatchService:
             w.next_attempt_at = now_utc()
             return w
 
-        updated = await self.store.watches.update(watch_id, mutate, reason="redelivery requested")
+        updated = await self.store.watches.update(
+            watch_id, mutate, reason="redelivery requested", by=actor.label
+        )
         if updated is None:
             return await self.store.watches.get(watch_id)
         # Only an accelerator: the delivery index holds the step if this enqueue is lost.
         await self.queue.schedule_delivery(watch_id, updated.delivery_series, 1, 0.0)
         return updated
 
-    async def rotate_secret(self, client: str, watch_id: str) -> tuple[Watch, str] | None:
+    async def expedite(self, actor: Actor, watch_id: str) -> Watch | None:
+        """Bring a waiting delivery's next attempt forward to now; None when the watch is not
+        waiting for one (finished, or an attempt is in flight)."""
+        watch = await self.get(actor, watch_id)
+        if watch is None:
+            return None
+        now = now_utc()
+
+        def mutate(w: Watch) -> Watch | None:
+            if w.state != WatchState.DELIVERING or w.delivery_in_flight_until is not None:
+                return None
+            if w.next_attempt_at is not None and w.next_attempt_at <= now:
+                return None  # already due: the delivery index has it
+            w.next_attempt_at = now
+            return w
+
+        updated = await self.store.watches.update(watch_id, mutate)
+        if updated is None:
+            return None
+        await self.queue.schedule_delivery(
+            watch_id, updated.delivery_series, updated.delivery_attempts + 1, 0.0
+        )
+        return updated
+
+    async def recover(
+        self,
+        actor: Actor,
+        scope: Scope,
+        name: str,
+        *,
+        failure_code: DeliveryFailureCode,
+        since: datetime,
+        until: datetime,
+        include_waiting: bool = False,
+        limit: int = RECOVER_LIMIT,
+    ) -> Recovery:
+        """Redeliver the watches of a callback host or client whose delivery failed with
+        ``failure_code``, their last failed attempt between ``since`` and ``until``; with
+        ``include_waiting``, also bring forward the next attempt of those still retrying.
+
+        Bounded: at most ``limit`` watches acted on and ``RECOVER_SCAN`` looked at per call.
+        Idempotent: a redelivered watch is ``delivering`` and no longer matches, so calling again
+        goes on where the last call stopped and, once done, does nothing.
+        """
+        ids = await self.store.activity.troubled(
+            scope, name, since_ms=to_ms(since), until_ms=to_ms(until), limit=RECOVER_SCAN
+        )
+        redelivered: list[str] = []
+        expedited: list[str] = []
+        watches = await self.store.watches.get_many(ids)
+        for watch in watches:
+            if len(redelivered) + len(expedited) >= limit:
+                return Recovery(redelivered=redelivered, expedited=expedited, more=True)
+            if watch is None or not actor.may_see(watch):
+                continue
+            failed = watch.failure.code if watch.failure is not None else None
+            if watch.state == WatchState.FAILED and failed == failure_code:
+                if await self.redeliver(actor, watch.id) is not None:
+                    redelivered.append(watch.id)
+            elif (
+                include_waiting
+                and watch.state == WatchState.DELIVERING
+                and await self.expedite(actor, watch.id) is not None
+            ):
+                expedited.append(watch.id)
+        return Recovery(redelivered=redelivered, expedited=expedited, more=len(ids) >= RECOVER_SCAN)
+
+    async def rotate_secret(self, actor: Actor, watch_id: str) -> tuple[Watch, str] | None:
         """A new secret signs from now on; the current one keeps signing for ``SECRET_GRACE``."""
-        watch = await self.get(client, watch_id)
+        watch = await self.get(actor, watch_id)
         if watch is None:
             return None
         new_secret = generate_secret()

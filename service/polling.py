@@ -245,7 +245,10 @@ class Poller:
             event_id = new_id("evt")
             earlier = await self._earlier_duplicate(watch, decision, event_id)
             return await self._hand_to_delivery(
-                watch, recognized(watch, decision, at=now, earlier=earlier), event_id
+                watch,
+                recognized(watch, decision, at=now, earlier=earlier),
+                event_id,
+                document_number=decision.document.document_number,
             )
         if isinstance(decision, Finish):
             return await self._hand_to_delivery(watch, decision)
@@ -299,10 +302,16 @@ class Poller:
         return RelatedEvent(watch_id=first[0], event_id=first[1])
 
     async def _hand_to_delivery(
-        self, watch: Watch, finish: Finish, event_id: str | None = None
+        self,
+        watch: Watch,
+        finish: Finish,
+        event_id: str | None = None,
+        *,
+        document_number: str | None = None,
     ) -> str | None:
-        """Store the event and move the watch to ``delivering`` in one write; its id, or None
-        when the watch changed meanwhile (cancelled, or another round got there first)."""
+        """Store the event and move the watch to ``delivering`` in one write (filed under its
+        ``document_number`` for the console's search); its id, or None when the watch changed
+        meanwhile (cancelled, or another round got there first)."""
         event_id = event_id or new_id("evt")
         event = EventRecord(
             id=event_id,
@@ -323,6 +332,7 @@ class Poller:
             w.delivery_series = 1
             w.delivery_attempts = 0
             w.next_attempt_at = now_utc()
+            w.ocr_finished_at = finish.finished_at or event.created_at
             if finish.status is not None:
                 w.polls += 1
                 w.last_monite_status = finish.status
@@ -331,7 +341,12 @@ class Poller:
         reason = finish.failure.code if finish.failure else "recognized"
         # The event is stored with the change, so a watch cancelled meanwhile leaves none behind.
         updated = await self.store.watches.update(
-            watch.id, mutate, reason=reason, current=watch, event=event
+            watch.id,
+            mutate,
+            reason=reason,
+            current=watch,
+            event=event,
+            document_number=document_number,
         )
         if updated is None:
             return None

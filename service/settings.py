@@ -148,6 +148,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "hash-key`",
         ),
     ] = ()
+    console_keys: Annotated[
+        tuple[ApiClient, ...],
+        _Var(
+            "CONSOLE_KEYS",
+            parse_api_keys,
+            "operator keys of the web console at `/console`, `operator:sha256:<hex>,…` or "
+            "`@/path/to/file` (as `API_KEYS`, never the same keys); unset = console off",
+        ),
+    ] = ()
+    console_session_s: Annotated[
+        int,
+        _Var("CONSOLE_SESSION_S", _positive_int, "how long a console sign-in lasts"),
+    ] = 8 * 3600
     callback_allowed_networks: Annotated[
         tuple[str, ...],
         _Var(
@@ -244,9 +257,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         shown = {
             f: getattr(self, f)
             for f in self.__struct_fields__
-            if f not in _SECRET_FIELDS and f != "api_keys"
+            if f not in _SECRET_FIELDS and f not in ("api_keys", "console_keys")
         }
         shown["api_keys"] = tuple(c.name for c in self.api_keys)
+        shown["console_keys"] = tuple(c.name for c in self.console_keys)
         shown["redis_url"] = without_credentials(self.redis_url)  # may hold Redis's password
         for f in _SECRET_FIELDS:
             shown[f] = "<set>" if getattr(self, f) else None
@@ -280,6 +294,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "MONITE_CLIENT_SECRET" if settings.monite_client_id else "MONITE_CLIENT_ID",
                 "MONITE_CLIENT_ID and MONITE_CLIENT_SECRET must be set together",
+            )
+        client_digests = {c.key_sha256 for c in settings.api_keys}
+        shared = [o.name for o in settings.console_keys if o.key_sha256 in client_digests]
+        if shared:
+            # An API client's key must not also open the cross-client console.
+            raise SettingsError(
+                "CONSOLE_KEYS", f"{', '.join(shared)}: an operator key must not be an API key"
             )
         return settings
 
@@ -403,7 +424,7 @@ def parse_api_keys(raw: str) -> tuple[ApiClient, ...]:
         name, _, rest = entry.partition(":")
         algo, _, digest = rest.partition(":")
         if not name or algo != "sha256":
-            raise ValueError("each entry must look like client_name:sha256:<64 hex digits>")
+            raise ValueError("each entry must look like name:sha256:<64 hex digits>")
         try:
             key_hash = bytes.fromhex(digest)
         except ValueError:
@@ -411,7 +432,7 @@ def parse_api_keys(raw: str) -> tuple[ApiClient, ...]:
         if len(key_hash) != hashlib.sha256().digest_size:
             raise ValueError(f"entry for {name!r} needs 64 hex digits of SHA-256")
         if name in seen:
-            raise ValueError(f"client {name!r} is listed twice")
+            raise ValueError(f"{name!r} is listed twice")
         seen.add(name)
         clients.append(ApiClient(name=name, key_sha256=key_hash))
     return tuple(clients)

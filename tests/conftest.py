@@ -540,3 +540,58 @@ def spawn_worker(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+# --- console fixtures ---
+# The operators' console on the end-to-end service: an operator key, and a client that signs in.
+
+import re  # noqa: E402
+
+OPERATOR_KEY = "op_alice-test-key"
+_CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of the first form on a console page."""
+    found = _CSRF.search(page)
+    assert found is not None, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+@pytest.fixture
+def console_settings(e2e_settings: Settings) -> Settings:
+    """``e2e_settings`` with the console on: one operator, alice (``OPERATOR_KEY``)."""
+    return msgspec.structs.replace(
+        e2e_settings,
+        console_keys=(
+            ApiClient(name="alice", key_sha256=hashlib.sha256(OPERATOR_KEY.encode()).digest()),
+        ),
+    )
+
+
+@pytest.fixture
+async def console_api(
+    console_settings: Settings, redis: Redis
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The API app with the console on; not signed in (see ``operator``)."""
+    async with AsyncTestClient(app=create_app(console_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+async def operator(console_api: AsyncTestClient[Any]) -> AsyncTestClient[Any]:
+    """``console_api`` signed in as alice: its cookie jar holds the session."""
+    form = await console_api.get("/console/login")
+    signed_in = await console_api.post(
+        "/console/login", data={"csrf": csrf_of(form.text), "key": OPERATOR_KEY}
+    )
+    assert signed_in.status_code == 200
+    assert "Signed in as" in signed_in.text
+    return console_api
+
+
+async def confirm(client: AsyncTestClient[Any], path: str) -> Any:
+    """Open a console action's confirmation page and press its button; the final response."""
+    page = await client.get(path)
+    assert page.status_code == 200, page.text
+    return await client.post(path, data={"csrf": csrf_of(page.text), "confirm": "yes"})

@@ -14,10 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IO_LIBRARIES = {"redis", "arq", "litestar", "httpx", "httpx_aiohttp", "aiohttp", "uvicorn"}
-# Entry points and the wiring above everything else; no service module may import them.
+# Entry points, the wiring and the console above everything else; no service module may import them.
 TOP = (
     "service.api",
     "service.cli",
+    "service.console",
     "workers",
 )
 

@@ -53,6 +53,7 @@ GOOD: list[tuple[str, str, Any]] = [
     ("SECRETS_KEY", SEAL_B64_A, (SEAL_KEY_A,)),
     ("SECRETS_KEY", f"{SEAL_B64_B}, {SEAL_B64_A}", (SEAL_KEY_B, SEAL_KEY_A)),
     ("LOG_LEVEL", "debug", "DEBUG"),
+    ("CONSOLE_SESSION_S", "3600", 3600),
 ]
 
 # (variable, raw value); the error must name the variable.
@@ -100,10 +101,13 @@ BAD: list[tuple[str, str]] = [
     ("SECRETS_KEY", base64.b64encode(bytes(16)).decode()),
     ("SECRETS_KEY", f"{SEAL_B64_A},{SEAL_B64_A}"),
     ("LOG_LEVEL", "verbose"),
+    ("CONSOLE_KEYS", "alice"),
+    ("CONSOLE_KEYS", f"alice:sha256:{DIGEST_A},alice:sha256:{DIGEST_B}"),
+    ("CONSOLE_SESSION_S", "0"),
 ]
 
 # Good values checked by dedicated tests below (a pair of variables, a key file, client digests).
-GOOD_ELSEWHERE = {"MONITE_CLIENT_ID", "MONITE_CLIENT_SECRET", "API_KEYS"}
+GOOD_ELSEWHERE = {"MONITE_CLIENT_ID", "MONITE_CLIENT_SECRET", "API_KEYS", "CONSOLE_KEYS"}
 # Free-form values that no value makes invalid on its own (the credential pair is tested below).
 NO_BAD_VALUE = {
     "MONITE_CLIENT_ID",
@@ -176,6 +180,24 @@ def test_api_keys_are_read_from_a_file_skipping_comments(tmp_path: Path) -> None
     key_file.write_text(f"# rotated 2026-11\nbilling:sha256:{DIGEST_A}\n\ncrm:sha256:{DIGEST_B}\n")
     settings = Settings.from_env({"API_KEYS": f"@{key_file}"})
     assert [c.name for c in settings.api_keys] == ["billing", "crm"]
+
+
+def test_console_keys_name_operators_apart_from_api_clients() -> None:
+    settings = Settings.from_env(
+        {"API_KEYS": f"billing:sha256:{DIGEST_A}", "CONSOLE_KEYS": f"alice:sha256:{DIGEST_B}"}
+    )
+    assert [(o.name, o.key_sha256.hex()) for o in settings.console_keys] == [("alice", DIGEST_B)]
+    assert "alice" in repr(settings)
+    assert DIGEST_B not in repr(settings)
+
+
+def test_an_api_key_cannot_also_be_an_operator_key() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"API_KEYS": f"billing:sha256:{DIGEST_A}", "CONSOLE_KEYS": f"alice:sha256:{DIGEST_A}"}
+        )
+    assert caught.value.variable == "CONSOLE_KEYS"
+    assert "alice" in str(caught.value)
 
 
 def test_monite_credentials_together_are_credentials() -> None:

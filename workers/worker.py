@@ -9,11 +9,13 @@ timeout: short jobs mean quick crash recovery. ``workers.runner`` runs them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
 from arq import cron
 from arq.worker import Function, Worker, func
+from redis.exceptions import RedisError
 
 from service.callbacks.egress import build_callback_client
 from service.callbacks.series import Dispatcher
@@ -23,6 +25,7 @@ from service.queue import DELIVER, DELIVER_BATCH, POLL_ROUND, Queue, connect
 from service.reconcile import Reconciler
 from service.settings import Settings
 from service.storage import Store
+from service.storage.activity import HEARTBEAT_S, Activity, worker_name
 from service.storage.keys import Keys
 from workers.jobs import deliver, deliver_batch, poll_round, reconcile
 
@@ -53,12 +56,26 @@ async def startup(ctx: dict[str, Any]) -> None:
         poller=Poller(settings, store, queue, monite),
         reconciler=Reconciler(store, queue),
         dispatcher=Dispatcher(settings, store, queue, callbacks),
+        heartbeat=asyncio.create_task(_beat(store.activity)),
     )
     log.info("worker ready")
 
 
+async def _beat(activity: Activity) -> None:
+    """Tell the console this worker is alive, until the worker stops."""
+    name = worker_name()
+    while True:
+        try:
+            await activity.beat(name)
+        except RedisError as exc:  # an outage: the runner restarts the worker if it lasts
+            log.warning("heartbeat not recorded", extra={"error": type(exc).__name__})
+        await asyncio.sleep(HEARTBEAT_S)
+
+
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what ``startup`` opened."""
+    if "heartbeat" in ctx:
+        ctx["heartbeat"].cancel()
     if "monite_http" in ctx:
         await ctx["monite_http"].aclose()
     if "callbacks" in ctx:

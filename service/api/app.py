@@ -30,6 +30,8 @@ from service.api.schema_doc import event_schema
 from service.api.watches import EventController, WatchController
 from service.callbacks.egress import CallbackPolicy
 from service.callbacks.sealing import Sealer
+from service.console.pages import console_router
+from service.console.rendering import static_router, template_config
 from service.monite import MoniteClient, build_monite_http
 from service.operations import WatchService
 from service.queue import Queue, connect
@@ -79,8 +81,12 @@ def create_app(settings: Settings) -> Litestar:
             await http.aclose()
             await redis.aclose(close_connection_pool=True)
 
+    console: list[Router] = []
+    if settings.console_keys:
+        console = [console_router(), static_router()]
     return Litestar(
         route_handlers=[
+            *console,
             # Every /v1 route but Monite's push takes an API key: the schema says so per route.
             Router(
                 path="/",
@@ -101,6 +107,7 @@ def create_app(settings: Settings) -> Litestar:
             monite_webhook,
         ],
         lifespan=[lifespan],
+        template_config=template_config(VERSION) if console else None,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[RequestTimer(), RateLimitMiddleware()],
         before_send=[count_response],

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from service.domain.watch import Failure, Transition, Watch, WatchState
+from service.domain.watch import DeliveryFailureCode, Failure, Transition, Watch, WatchState
 from service.storage.events import LoggedAttempt
 
 MAX_METADATA_BYTES: Final = 4096
@@ -124,6 +124,50 @@ class TransitionOut(msgspec.Struct, frozen=True):
     to: WatchState
     source: WatchState | None = msgspec.field(default=None, name="from")
     reason: str | None = None
+    by: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Who asked for the change: client:<name> (this API) or operator:<name> "
+            "(the console); null when ocr-relay moved the watch on itself"
+        ),
+    ] = None
+
+
+class RedeliverIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Redeliver the caller's watches whose delivery failed, e.g. after its receiver's outage."""
+
+    state: Annotated[
+        Literal["failed"], msgspec.Meta(description="The watches' state: only failed ones")
+    ]
+    failure_code: Annotated[
+        DeliveryFailureCode,
+        msgspec.Meta(description="Why their delivery failed"),
+    ] = "delivery_exhausted"
+    since: Annotated[
+        datetime,
+        msgspec.Meta(tz=True, description="Their last failed attempt at or after this time"),
+    ]
+    until: (
+        Annotated[
+            datetime,
+            msgspec.Meta(tz=True, description="…and at or before this time (default: now)"),
+        ]
+        | None
+    ) = None
+    limit: Annotated[
+        int, msgspec.Meta(ge=1, le=500, description="At most this many watches per call")
+    ] = 100
+
+
+class RedeliveredOut(msgspec.Struct, frozen=True):
+    """What a bulk redelivery did; call again while ``more`` is true."""
+
+    redelivered: Annotated[
+        list[str], msgspec.Meta(description="The watches now delivering their event again")
+    ]
+    more: Annotated[
+        bool, msgspec.Meta(description="The call stopped at its bound: there may be more")
+    ]
 
 
 class WatchOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -233,7 +277,7 @@ def watch_out(
             msgspec.UNSET
             if transitions is None
             else [
-                TransitionOut(at=t.at, to=t.to, source=t.source, reason=t.reason)
+                TransitionOut(at=t.at, to=t.to, source=t.source, reason=t.reason, by=t.by)
                 for t in transitions
             ]
         ),

@@ -25,11 +25,12 @@ from redis.asyncio import Redis
 from service.auth import client_for
 from service.settings import ApiClient
 
-_EXEMPT: Final = re.compile(r"^/(health|metrics|schema|v1/monite/webhooks)(/|$)")
+_EXEMPT: Final = re.compile(r"^/(health|metrics|schema|v1/monite/webhooks|console/static)(/|$)")
 
 
 def is_exempt(scope: Scope) -> bool:
-    """Whether a request is not counted: health, metrics, the schema, Monite's pushes."""
+    """Whether a request is not counted: health, metrics, the schema, Monite's pushes, the
+    console's stylesheet."""
     return bool(_EXEMPT.match(scope["path"]))
 
 

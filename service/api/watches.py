@@ -16,6 +16,8 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from service.api.bodies import (
     MAX_METADATA_BYTES,
     DeliveryList,
+    RedeliveredOut,
+    RedeliverIn,
     SecretOut,
     WatchIn,
     WatchList,
@@ -27,9 +29,10 @@ from service.api.bodies import (
 from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
 from service.api.errors import AUTHENTICATED, InvalidField, StateConflict, problem_responses
 from service.callbacks.egress import CallbackRefused
+from service.clock import now_utc
 from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState
-from service.operations import NotAllowed, Registration, request_digest
+from service.operations import Actor, NotAllowed, Registration, request_digest
 from service.storage.watches import InvalidCursor
 
 _NOT_FOUND = "no such watch"
@@ -118,6 +121,36 @@ class WatchController(Controller):
         out = watch_out(registered.watch, secret=registered.secret)
         return Response(out, status_code=201 if registered.created else 200)
 
+    @post(
+        "/redeliver",
+        status_code=200,
+        summary="Redeliver the caller's watches whose delivery failed within a time range",
+        responses=problem_responses(*AUTHENTICATED, 413, 415, 422),
+    )
+    async def redeliver_failed(
+        self, data: JSONBody[RedeliverIn], services: ServicesDep, client: ClientDep
+    ) -> RedeliveredOut:
+        """After a receiver's outage: every watch of the caller that ended ``failed`` with
+        ``failure_code``, its last failed attempt between ``since`` and ``until``, starts a new
+        delivery series (same event, same ``webhook-id``).
+
+        Bounded (``limit`` watches per call; call again while ``more``) and idempotent: a watch
+        redelivered is no longer ``failed``, so a repeated call does not deliver it twice.
+        """
+        until = data.until or now_utc()
+        if until < data.since:
+            raise InvalidField("until", "is before since")
+        recovery = await services.watches.recover(
+            Actor.client(client),
+            "client",
+            client,
+            failure_code=data.failure_code,
+            since=data.since,
+            until=until,
+            limit=data.limit,
+        )
+        return RedeliveredOut(redelivered=recovery.redelivered, more=recovery.more)
+
     @get(
         "/",
         summary="List the caller's watches, newest first",
@@ -168,7 +201,7 @@ class WatchController(Controller):
         A watch that already ended ``delivered`` or ``failed`` has nothing left to cancel: 409
         naming its state, and the watch is unchanged.
         """
-        watch = await services.watches.cancel(client, watch_id)
+        watch = await services.watches.cancel(Actor.client(client), watch_id)
         if watch is None:
             raise NotFoundException(detail=_NOT_FOUND)
         if watch.state != WatchState.CANCELLED:
@@ -199,7 +232,7 @@ class WatchController(Controller):
     ) -> WatchOut:
         """A new attempt series of the same event (same ``webhook-id``)."""
         try:
-            watch = await services.watches.redeliver(client, watch_id)
+            watch = await services.watches.redeliver(Actor.client(client), watch_id)
         except NotAllowed as exc:
             raise StateConflict(str(exc)) from None
         if watch is None:
@@ -216,7 +249,7 @@ class WatchController(Controller):
         self, watch_id: FromPath[str], services: ServicesDep, client: ClientDep
     ) -> SecretOut:
         """A new secret; the previous one keeps signing (a second signature) for a grace period."""
-        rotated = await services.watches.rotate_secret(client, watch_id)
+        rotated = await services.watches.rotate_secret(Actor.client(client), watch_id)
         if rotated is None:
             raise NotFoundException(detail=_NOT_FOUND)
         watch, secret = rotated
@@ -249,13 +282,18 @@ class EventController(Controller):
     ) -> Response[bytes]:
         """The bytes that were (or will be) signed and delivered."""
         event = await services.store.events.get(event_id)
-        if event is None or await services.watches.get(client, event.watch_id) is None:
+        owner = (
+            None
+            if event is None
+            else await services.watches.get(Actor.client(client), event.watch_id)
+        )
+        if event is None or owner is None:
             raise NotFoundException(detail="no such event")
         return Response(event.body, media_type="application/json")
 
 
 async def _owned(services: ServicesDep, client: ClientDep, watch_id: str) -> Watch:
-    watch = await services.watches.get(client, watch_id)
+    watch = await services.watches.get(Actor.client(client), watch_id)
     if watch is None:
         raise NotFoundException(detail=_NOT_FOUND)
     return watch

@@ -108,6 +108,9 @@ class Watch(msgspec.Struct, kw_only=True):
     # A digest of the request that made the watch under an Idempotency-Key: a replay of the key
     # with another request is refused instead of answered with this watch.
     request_digest: str | None = None
+    # When Monite finished the task (its ``updated_at``, else when we saw it finished): the start
+    # of the lag to the callback's acknowledgement that the console reports.
+    ocr_finished_at: datetime | None = None
     version: int = 0
 
     def active_secrets(self, now: datetime) -> tuple[str, ...]:
@@ -134,3 +137,5 @@ class Transition(msgspec.Struct, frozen=True):
     to: WatchState
     source: WatchState | None = msgspec.field(default=None, name="from")
     reason: str | None = None
+    # Who asked for it when a person did: ``operator:<name>`` (the console) or ``client:<name>``.
+    by: str | None = None

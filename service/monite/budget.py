@@ -20,7 +20,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
 from redis.asyncio import Redis
@@ -50,6 +50,10 @@ if wait > 0 and ((not queue) or (max_wait >= 0 and wait > max_wait)) then
 end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+if KEYS[3] then
+  redis.call('HINCRBY', KEYS[3], 'monite:requests', 1)
+  redis.call('EXPIRE', KEYS[3], 7200)
+end
 return {1, string.format('%.3f', math.max(wait, 0))}
 """
 
@@ -81,7 +85,9 @@ class RateBudget:
     """A request budget of ``rate_per_s`` with bursts of ``burst``, shared through Redis.
 
     ``reserve`` slots of the burst are kept for ``high`` priority (default: half of it, rounded
-    down, so low priority always gets at least one slot).
+    down, so low priority always gets at least one slot). ``tally``, when given, names the hash
+    that counts a granted slot now (``monite:requests``, for the console), counted in the same
+    script.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class RateBudget:
         rate_per_s: float,
         burst: int,
         reserve: int | None = None,
+        tally: Callable[[], str] | None = None,
     ) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate_per_s must be positive and burst at least 1")
@@ -99,6 +106,7 @@ class RateBudget:
         if not 0 <= reserve < burst:
             raise ValueError("reserve must leave low priority at least one slot of the burst")
         self._keys = (key, pause_key)
+        self._tally = tally
         self._pause_key = pause_key
         self._interval_ms = 1000.0 / rate_per_s
         self._tau_ms: dict[Priority, float] = {
@@ -119,7 +127,7 @@ class RateBudget:
             waited = time.monotonic() - started
             left = None if max_wait_s is None else max(max_wait_s - waited, 0.0)
             granted, wait_ms = await self._acquire_script(
-                keys=self._keys,
+                keys=self._keys if self._tally is None else (*self._keys, self._tally()),
                 args=(
                     self._interval_ms,
                     self._tau_ms[priority],

@@ -20,6 +20,7 @@ from service.monite.results import (
     retry_after,
 )
 from service.settings import DEV_MONITE_CLIENT_ID, Settings
+from service.storage.activity import Activity
 from service.storage.keys import Keys
 
 Endpoint = Literal["auth_token", "get_task", "list_tasks", "create_task", "upload_file"]
@@ -63,7 +64,8 @@ def rate_budget(settings: Settings, redis: Redis, keys: Keys) -> RateBudget:
     cid = credentials_id(settings)
     rate = settings.monite_rate_limit
     burst = max(1, math.floor(rate / 5))
-    return RateBudget(redis, keys.rate_budget(cid), keys.rate_pause(cid), rate, burst)
+    tally = Activity(redis, keys).tally_key
+    return RateBudget(redis, keys.rate_budget(cid), keys.rate_pause(cid), rate, burst, tally=tally)
 
 
 class MoniteTransport:
@@ -75,6 +77,7 @@ class MoniteTransport:
         self._http = http
         self._base = settings.monite_base_url
         self.budget = rate_budget(settings, redis, keys)
+        self.activity = Activity(redis, keys)
 
     async def take_slot(
         self, priority: Priority, max_wait_s: float | None
@@ -117,6 +120,7 @@ class MoniteTransport:
         await self.budget.observe_headers(response.headers)
         if response.status_code == 429:
             metrics.MONITE_RATE_LIMITED.inc()
+            await self.activity.count("monite:429")
             wait_s = retry_after(response) or _DEFAULT_RETRY_AFTER_S
             # Every process backs off, not just this one: they share Monite's per-client quota.
             await self.budget.pause_for(wait_s)

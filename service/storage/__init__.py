@@ -9,6 +9,8 @@
 - ``idempotency``: Idempotency-Keys held by requests that act before they register.
 - ``retention``: what outlives a finished watch, swept once it expired; the cluster's counts.
 - ``duplicates``: the first recognized document of each fingerprint, per client (the hint).
+- ``activity``: what the console reads: minute counts, receivers, workers, search entries.
+- ``sessions``: operators signed in to the console.
 
 ``Store`` bundles them for one prefix; callers name the part (``store.watches.get(…)``,
 ``store.schedule.claim_due(…)``), so a call says which concern it touches.
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from service.storage.activity import Activity
 from service.storage.duplicates import DuplicateIndex
 from service.storage.events import EventLog
 from service.storage.idempotency import IdempotencyKeys
 from service.storage.keys import Keys
 from service.storage.retention import Retention
 from service.storage.schedule import Schedule
+from service.storage.sessions import ConsoleSessions
 from service.storage.watches import WatchRecords
 
 DEFAULT_RETENTION_S = 30 * 86400
@@ -41,3 +45,5 @@ class Store:
         self.idempotency = IdempotencyKeys(redis, keys)
         self.retention = Retention(redis, keys)
         self.duplicates = DuplicateIndex(redis, keys, retention_s)
+        self.activity = Activity(redis, keys)
+        self.sessions = ConsoleSessions(redis, keys)

@@ -44,6 +44,15 @@ class Keys:
         """Set of watch ids that follow one Monite task (push fast path, listing by task)."""
         return f"{self.prefix}task:{task_id}:watches"
 
+    def lookup(self, kind: str, value: str) -> str:
+        """Set of watch ids whose ``kind`` (``task``, ``number``: a document number) is
+        ``value``, for the console's search; expires with the watches it names."""
+        return f"{self.prefix}find:{kind}:{_digest(value)}"
+
+    def open_watches(self) -> str:
+        """Sorted set of unfinished watch ids scored by creation time (ms): the oldest one."""
+        return f"{self.prefix}open"
+
     # -- events and deliveries ---------------------------------------------------------------
     def event(self, event_id: str) -> str:
         """The event record: its exact body bytes as signed, type, watch id (msgpack)."""
@@ -62,6 +71,35 @@ class Keys:
         """Sorted set: every ``delivering`` watch, scored by when its next attempt is due or its
         attempt in flight ends (ms): the delivery half of the next-step index."""
         return f"{self.prefix}deliveries"
+
+    def troubled(self, scope: str, name: str) -> str:
+        """Sorted set of watch ids with a failed delivery attempt, scored by the latest one (ms),
+        per callback host (``scope`` ``host``) or per API client (``client``): what a recovery
+        after a receiver's outage redelivers."""
+        return f"{self.prefix}troubled:{scope}:{_digest(name)}"
+
+    def receivers(self) -> str:
+        """Sorted set of callback hosts scored by their latest delivery attempt (ms)."""
+        return f"{self.prefix}receivers"
+
+    # -- activity (the console's charts) -------------------------------------------------------
+    def activity(self, minute: int) -> str:
+        """Hash of one minute's counts (minute = ms since epoch // 60000): ``entered:<state>``,
+        ``attempt:<outcome>``, ``lag:<bucket>``, ``monite:requests``, ``monite:429``."""
+        return f"{self.prefix}activity:{minute}"
+
+    def receiver_activity(self, slot: int) -> str:
+        """Hash of ten minutes' delivery attempts per callback host (slot = ms // 600000):
+        ``<host>\tok``, ``<host>\tfailed``, ``<host>\tms`` (latency sum)."""
+        return f"{self.prefix}receiver-activity:{slot}"
+
+    def workers(self) -> str:
+        """Sorted set of worker processes scored by their latest heartbeat (ms)."""
+        return f"{self.prefix}workers"
+
+    def console_session(self, token_digest: str) -> str:
+        """An operator's console session (msgpack), under the digest of its cookie's token."""
+        return f"{self.prefix}console:session:{token_digest}"
 
     # -- polling -----------------------------------------------------------------------------
     def due(self, group: str) -> str:

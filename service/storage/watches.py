@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
 
-from service.clock import now_utc, to_ms, wall_ms
+from service.clock import now_utc, to_ms
+from service.domain.activity import callback_host, lag_bucket, minute_of
 from service.domain.schedule import group_of
 from service.domain.watch import (
     TERMINAL_STATES,
@@ -42,9 +43,10 @@ _watch_decoder = msgspec.msgpack.Decoder(Watch)
 _transition_decoder = msgspec.msgpack.Decoder(Transition)
 
 # Registration (KEYS: watch, registration, idempotency key or the registration again, client
-# index, task set, due set, groups, transitions, stats, early set). ARGV[6]: '0' no
-# Idempotency-Key, '1' one, '2' one this request holds (pending, ARGV[9], or naming the Monite task
-# it made). Answers {1, id} when created, {0, id} with the watch of the same registration, {3, id}
+# index, task set, due set, groups, transitions, stats, early set, the task's search entry, open
+# watches). ARGV[6]: '0' no Idempotency-Key, '1' one, '2' one this request holds (pending,
+# ARGV[9], or naming the Monite task it made); ARGV[10]: search entries' TTL s, ARGV[11]: created
+# ms. Answers {1, id} when created, {0, id} with the watch of the same registration, {3, id}
 # with the watch the Idempotency-Key named, {2, ''} while another request holds the key.
 _CREATE = """
 if ARGV[6] ~= '0' then
@@ -69,20 +71,27 @@ redis.call('ZADD', KEYS[10], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[5])
 redis.call('HINCRBY', KEYS[9], 'current:polling', 1)
 redis.call('HINCRBY', KEYS[9], 'entered:polling', 1)
+redis.call('SADD', KEYS[11], ARGV[1])
+redis.call('EXPIRE', KEYS[11], ARGV[10])
+redis.call('ZADD', KEYS[12], ARGV[11], ARGV[1])
 return {1, ARGV[1]}
 """
 
 # The compare-and-set of a watch, and everything that must change with it, in one script.
 # KEYS: 1 watch, 2 transitions, 3 due set, 4 early set, 5 attempts, 6 event, 7 stats,
-#       8 delivery index; on a state change (only then) also 9 registration, 10 the task's watch
-#       set, 11 expiring set.
+#       8 delivery index, 9 this minute's activity, 10 receivers, 11 the receivers' activity,
+#       12 the host's troubled set, 13 the client's troubled set, 14 the document number's search
+#       entry; on a state change (only then) also 15 registration, 16 the task's watch set,
+#       17 expiring set, 18 open watches.
 # ARGV: 1 expected version, 2 record, 3 new version, 4 transition ('' = none), 5 watch id,
 #       6 new state, 7 delivery score ('' = not delivering), 8 polls, 9 poll errors, 10 last Monite
-#       status ('' = unchanged), 11 event record ('' = none), 12 attempt ('' = none); on a state
-#       change 13 old state, 14 retention s ('0' = keep: unfinished again), 15 now ms,
-#       16 expiring entry of the new state, 17 expiring entry of the old state.
-# An attempt is appended whether or not the change is made (it happened), but only while the
-# watch exists, and with the watch's own expiry: a log never outlives its watch.
+#       status ('' = unchanged), 11 event record ('' = none), 12 attempt ('' = none), 13 now ms,
+#       14 callback host, 15 attempt outcome, 16 attempt latency ms, 17 lag bucket ('' = none),
+#       18 index TTL s, 19 '1' to file the watch under its document number; on a state change
+#       20 old state, 21 retention s ('0' = keep: unfinished again), 22 expiring entry of the new
+#       state, 23 expiring entry of the old state, 24 created ms.
+# An attempt is appended (and counted) whether or not the change is made (it happened), but only
+# while the watch exists, and with the watch's own expiry: a log never outlives its watch.
 # The next step is written from the new state alone: a watch that is not `polling` leaves the due
 # sets, one that is `delivering` is (re)scored in the delivery index and any other leaves it. So
 # no write can leave an unfinished watch without a next step, nor a finished one with one.
@@ -93,10 +102,27 @@ if ARGV[12] ~= '' then
   if ttl ~= -2 then
     redis.call('RPUSH', KEYS[5], ARGV[12])
     if ttl > 0 then redis.call('PEXPIRE', KEYS[5], ttl) end
+    local ok = ARGV[15] == 'delivered'
+    redis.call('HINCRBY', KEYS[9], 'attempt:' .. ARGV[15], 1)
+    redis.call('EXPIRE', KEYS[9], 7200)
+    redis.call('ZADD', KEYS[10], ARGV[13], ARGV[14])
+    redis.call('HINCRBY', KEYS[11], ARGV[14] .. (ok and '\tok' or '\tfailed'), 1)
+    redis.call('HINCRBY', KEYS[11], ARGV[14] .. '\tms', ARGV[16])
+    redis.call('EXPIRE', KEYS[11], 7200)
+    if not ok then
+      for _, key in ipairs({KEYS[12], KEYS[13]}) do
+        redis.call('ZADD', key, ARGV[13], id)
+        redis.call('EXPIRE', key, ARGV[18])
+      end
+    end
   end
 end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 if ARGV[11] ~= '' then redis.call('SET', KEYS[6], ARGV[11]) end
+if ARGV[19] == '1' then
+  redis.call('SADD', KEYS[14], id)
+  redis.call('EXPIRE', KEYS[14], ARGV[18])
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[2], 's', ARGV[6])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'p', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[9]) end
@@ -108,26 +134,31 @@ if ARGV[6] ~= 'polling' then
 end
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[8], ARGV[7], id)
 else redis.call('ZREM', KEYS[8], id) end
-if #KEYS == 8 then return 1 end
-redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[13], -1)
+if #KEYS == 14 then return 1 end
+redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[20], -1)
 redis.call('HINCRBY', KEYS[7], 'current:' .. ARGV[6], 1)
 redis.call('HINCRBY', KEYS[7], 'entered:' .. ARGV[6], 1)
+redis.call('HINCRBY', KEYS[9], 'entered:' .. ARGV[6], 1)
+if ARGV[17] ~= '' then redis.call('HINCRBY', KEYS[9], 'lag:' .. ARGV[17], 1) end
+redis.call('EXPIRE', KEYS[9], 7200)
 local owned = {KEYS[1], KEYS[2], KEYS[5], KEYS[6]}
-local registered = redis.call('GET', KEYS[9]) == id
-if ARGV[14] == '0' then
+local registered = redis.call('GET', KEYS[15]) == id
+if ARGV[21] == '0' then
   for _, key in ipairs(owned) do redis.call('PERSIST', key) end
-  if registered then redis.call('PERSIST', KEYS[9]) end
-  redis.call('ZREM', KEYS[11], ARGV[17])
+  if registered then redis.call('PERSIST', KEYS[15]) end
+  redis.call('ZREM', KEYS[17], ARGV[23])
+  redis.call('ZADD', KEYS[18], ARGV[24], id)
   return 1
 end
-for _, key in ipairs(owned) do redis.call('EXPIRE', key, ARGV[14]) end
+for _, key in ipairs(owned) do redis.call('EXPIRE', key, ARGV[21]) end
 if registered then
   -- A cancelled registration is forgotten at once: the same task + callback may register anew.
-  if ARGV[6] == 'cancelled' then redis.call('DEL', KEYS[9])
-  else redis.call('EXPIRE', KEYS[9], ARGV[14]) end
+  if ARGV[6] == 'cancelled' then redis.call('DEL', KEYS[15])
+  else redis.call('EXPIRE', KEYS[15], ARGV[21]) end
 end
-redis.call('SREM', KEYS[10], id)
-redis.call('ZADD', KEYS[11], tonumber(ARGV[15]) + tonumber(ARGV[14]) * 1000, ARGV[16])
+redis.call('SREM', KEYS[16], id)
+redis.call('ZREM', KEYS[18], id)
+redis.call('ZADD', KEYS[17], tonumber(ARGV[13]) + tonumber(ARGV[21]) * 1000, ARGV[22])
 return 1
 """
 
@@ -159,6 +190,9 @@ class WatchRecords:
         self.keys = keys
         self.events = events
         self.retention_s = retention_s
+        # Search entries and troubled sets name watches that live up to their deadline plus
+        # their deliveries plus the retention: they are kept that long past their last write.
+        self.index_ttl_s = retention_s + INDEX_SLACK_S
         self._create = redis.register_script(_CREATE)
         self._cas = redis.register_script(_CAS)
 
@@ -192,6 +226,8 @@ class WatchRecords:
                 k.watch_transitions(watch.id),
                 k.stats(),
                 k.early(group),
+                k.lookup("task", watch.task_id),
+                k.open_watches(),
             ],
             args=[
                 watch.id,
@@ -203,6 +239,8 @@ class WatchRecords:
                 idempotency_ttl_s,
                 _encode(transition),
                 IDEMPOTENCY_PENDING,
+                self.index_ttl_s,
+                to_ms(watch.created_at),
             ],
         )
         if created == _IN_PROGRESS:
@@ -246,6 +284,8 @@ class WatchRecords:
         current: Watch | None = None,
         event: EventRecord | None = None,
         attempt: LoggedAttempt | None = None,
+        document_number: str | None = None,
+        by: str | None = None,
     ) -> Watch | None:
         """Apply ``mutate`` to the current watch with compare-and-set, retrying on conflict.
 
@@ -256,6 +296,8 @@ class WatchRecords:
         The hot paths save round trips: ``current`` is a copy the caller has just read (a stale
         one only costs a retry), ``event`` is stored together with the change (and only if it is
         made), and ``attempt`` is appended to the attempt log whether or not the change is made.
+        ``document_number`` files the watch for the console's search with ``event``; ``by`` names
+        the person who asked for a state change (recorded in the transition).
         """
         for _ in range(_CAS_RETRIES):
             if current is None:
@@ -269,25 +311,22 @@ class WatchRecords:
                 if attempt is not None:
                     await self.events.log_attempt(watch_id, attempt)
                 return None
-            if await self._compare_and_set(current, new, reason, event, attempt):
+            change = _Change(reason, event, attempt, document_number, by)
+            if await self._compare_and_set(current, new, change):
                 return new
             current, attempt = None, None  # a failed compare-and-set has logged the attempt
         raise RuntimeError(f"watch {watch_id} kept changing under us; giving up this update")
 
-    async def _compare_and_set(
-        self,
-        current: Watch,
-        new: Watch,
-        reason: str | None,
-        event: EventRecord | None,
-        attempt: LoggedAttempt | None,
-    ) -> bool:
+    async def _compare_and_set(self, current: Watch, new: Watch, change: _Change) -> bool:
         """Write ``new`` (in place) if the stored watch is still at ``current``'s version."""
         watch_id = current.id
         new.version = current.version + 1
         new.updated_at = now_utc()
+        now_ms = to_ms(new.updated_at)
         delivery_at = delivery_step_at(new)
         group = group_of(current.entity_id)
+        host = callback_host(current.callback_url)
+        event, attempt = change.event, change.attempt
         keys = [
             self.keys.watch(watch_id),
             self.keys.watch_transitions(watch_id),
@@ -297,6 +336,12 @@ class WatchRecords:
             self.keys.event(new.event_id or "-"),
             self.keys.stats(),
             self.keys.deliveries(),
+            self.keys.activity(minute_of(now_ms)),
+            self.keys.receivers(),
+            self.keys.receiver_activity(now_ms // RECEIVER_SLOT_MS),
+            self.keys.troubled("host", host),
+            self.keys.troubled("client", current.client),
+            self.keys.lookup("number", normalized_number(change.document_number or "")),
         ]
         args: list[str | bytes | int] = [
             str(current.version),
@@ -311,23 +356,37 @@ class WatchRecords:
             _changed(current.last_monite_status, new.last_monite_status),
             b"" if event is None else _encode(event),
             b"" if attempt is None else _encode(attempt),
+            now_ms,
+            host,
+            "" if attempt is None else attempt.outcome,
+            0 if attempt is None else round(attempt.latency_ms),
+            _lag_bucket(new, attempt),
+            self.index_ttl_s,
+            "1" if change.document_number and event is not None else "",
         ]
         if new.state != current.state:
             args[3] = _encode(
-                Transition(at=new.updated_at, to=new.state, source=current.state, reason=reason)
+                Transition(
+                    at=new.updated_at,
+                    to=new.state,
+                    source=current.state,
+                    reason=change.reason,
+                    by=change.by,
+                )
             )
             keys += [
                 self._registration(current),
                 self.keys.task_watches(current.task_id),
                 self.keys.expiring(),
+                self.keys.open_watches(),
             ]
             retention = self.retention_s if new.state in TERMINAL_STATES else 0
             args += [
                 current.state.value,
                 retention,
-                wall_ms(),
                 self._expiring_entry(current, new.state),
                 self._expiring_entry(current, current.state),
+                to_ms(current.created_at),
             ]
         return bool(await self._cas(keys=keys, args=args))
 
@@ -355,16 +414,24 @@ class WatchRecords:
         cursor: str | None = None,
         limit: int = 50,
         scan_budget: int = 1000,
+        matches: Callable[[Watch], bool] | None = None,
+        created_before_ms: int | None = None,
     ) -> WatchPage:
         """A client's watches, newest first, optionally filtered; ``cursor`` from the last page.
 
         The index orders members ``<created ms>:<id>`` lexicographically, so a cursor is the last
         member seen and pages never skip or repeat a watch. At most ``scan_budget`` entries are
         read per call: a rare filter returns a short (even empty) page with a cursor instead of
-        scanning everything.
+        scanning everything. ``matches`` filters further; ``created_before_ms`` starts the first
+        page there.
         """
         index = self.keys.client_watches(client)
-        upper = "+" if cursor is None else "(" + _decode_cursor(cursor)
+        if cursor is not None:
+            upper = "(" + cursor_member(cursor)
+        elif created_before_ms is not None:
+            upper = f"({max(0, created_before_ms):015d}"
+        else:
+            upper = "+"
         items: list[Watch] = []
         scanned = 0
         last: str | None = None
@@ -379,8 +446,10 @@ class WatchRecords:
                 last = member
                 if watch is None:
                     await self.redis.zrem(index, member)
-                elif (state is None or watch.state == state) and (
-                    task_id is None or watch.task_id == task_id
+                elif (
+                    (state is None or watch.state == state)
+                    and (task_id is None or watch.task_id == task_id)
+                    and (matches is None or matches(watch))
                 ):
                     items.append(watch)
                 if len(items) >= limit:
@@ -389,10 +458,45 @@ class WatchRecords:
                 # The index is exhausted: the last member read was its oldest entry.
                 return WatchPage(items=items, next_cursor=None)
             upper = "(" + (last or "")
-        return WatchPage(items=items, next_cursor=None if last is None else _encode_cursor(last))
+        return WatchPage(items=items, next_cursor=None if last is None else page_cursor(last))
 
 
 _FIELDS: Final = ["d", "p", "e", "m"]
+# How long search entries and troubled sets outlive their last write beyond the retention: the
+# longest deadline (7 days) and a day of deliveries.
+INDEX_SLACK_S: Final = 8 * 86400
+# The receivers' activity is counted in ten-minute slots.
+RECEIVER_SLOT_MS: Final = 600_000
+
+
+class _Change(NamedTuple):
+    """What else an update writes with the watch (see ``WatchRecords.update``)."""
+
+    reason: str | None
+    event: EventRecord | None
+    attempt: LoggedAttempt | None
+    document_number: str | None
+    by: str | None
+
+
+def _lag_bucket(new: Watch, attempt: LoggedAttempt | None) -> str:
+    """The lag histogram bucket an acknowledgement counts in: from OCR finished to the first
+    series' acknowledgement (a redelivery's lag would measure the receiver's outage)."""
+    if (
+        attempt is None
+        or attempt.outcome != "delivered"
+        or new.state == WatchState.DELIVERING
+        or new.delivery_series != 1
+        or new.ocr_finished_at is None
+    ):
+        return ""
+    lag_ms = (attempt.at - new.ocr_finished_at).total_seconds() * 1000 + attempt.latency_ms
+    return str(lag_bucket(lag_ms))
+
+
+def normalized_number(number: str) -> str:
+    """A document number as the search files it: without case, spaces or punctuation."""
+    return "".join(ch for ch in number.casefold() if ch.isalnum())
 
 
 def _watch_from(fields: Sequence[bytes | None]) -> Watch | None:
@@ -420,11 +524,13 @@ def index_member(watch: Watch) -> str:
     return f"{to_ms(watch.created_at):015d}:{watch.id}"
 
 
-def _encode_cursor(member: str) -> str:
+def page_cursor(member: str) -> str:
+    """The cursor of the page after ``member`` (an index member, ``index_member``)."""
     return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> str:
+def cursor_member(cursor: str) -> str:
+    """The index member a cursor stands for; raises ``InvalidCursor`` for one not ours."""
     try:
         member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):

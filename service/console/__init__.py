@@ -1,0 +1,1 @@
+"""The operators' web console: server-rendered pages under /console."""
