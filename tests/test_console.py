@@ -266,3 +266,34 @@ async def test_an_unknown_watch_is_a_page_saying_so(operator: Client) -> None:
     assert page.status_code == 404
     assert "There is no watch wat_nope." in page.text
     assert page.headers["content-type"].startswith("text/html")
+
+
+async def test_the_overview_counts_the_last_hour_and_lists_live_workers(
+    operator: Client, worker: Any, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    watches = []
+    for _ in range(3):
+        task = await simulator.create_task(entity_id=ENTITY, document_type="invoice")
+        watches.append(await register(operator, task.id, receiver.url))
+    for watch in watches:
+        assert (await settled(operator, watch["id"]))["state"] == "delivered"
+    page = (await operator.get("/console")).text
+    delivered = page.split("<dt>Delivered</dt><dd>")[1].split("<")[0]
+    assert delivered == "3"
+    p50 = page.split("<dt>p50</dt><dd>")[1].split("<")[0]
+    assert p50.endswith(("ms", " s")), p50
+    requests = page.split("<dt>Requests</dt><dd>")[1].split("<")[0]
+    assert int(requests) >= 1  # token and polls went through the shared budget
+    assert '<span class="ok">alive</span>' in page
+    assert 'http-equiv="refresh"' in page
+    assert "None: every watch has finished." in page
+
+
+async def test_the_overview_names_the_oldest_unfinished_watch(
+    operator: Client, simulator: SimulatorControl, receiver: Receiver
+) -> None:
+    first = await register(operator, (await simulator.create_task(duration_s=60)).id, receiver.url)
+    await register(operator, (await simulator.create_task(duration_s=60)).id, receiver.url)
+    page = (await operator.get("/console")).text
+    oldest = page.split("Oldest unfinished watch</h3>")[1].split("</p>")[0]
+    assert first["id"] in oldest

@@ -1,0 +1,155 @@
+"""Getting invoices back after a receiver's outage: ``POST /v1/watches/redeliver`` for clients,
+the console's Receivers page and Recover for operators."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from service.simulator import SimulatorControl
+from tests.conftest import Receiver, Reply, auth, csrf_of
+from tests.test_end_to_end import ENTITY, settled
+
+Client = AsyncTestClient[Any]
+HOUR_AGO = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+
+async def exhausted(
+    api: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any, client: str
+) -> str:
+    """A watch of ``client`` whose delivery ended ``delivery_exhausted`` (the receiver is down)."""
+    receiver.default = Reply(status=503)
+    task = await simulator.create_task(entity_id=ENTITY, document_type="invoice")
+    answer = await api.post(
+        "/v1/watches",
+        json={"task_id": task.id, "callback_url": receiver.url, "entity_id": ENTITY},
+        headers=auth(client),
+    )
+    watch_id: str = answer.json()["id"]
+    await run_burst()
+    done = (await api.get(f"/v1/watches/{watch_id}", headers=auth(client))).json()
+    assert done["failure"]["code"] == "delivery_exhausted"
+    return watch_id
+
+
+async def redeliver_failed(api: Client, client: str = "alpha", **body: Any) -> Any:
+    payload = {"state": "failed", "failure_code": "delivery_exhausted", "since": HOUR_AGO, **body}
+    return await api.post("/v1/watches/redeliver", json=payload, headers=auth(client))
+
+
+async def test_a_client_gets_its_exhausted_watches_delivered_again_in_one_call(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    first = await exhausted(e2e_api, simulator, receiver, run_burst, "alpha")
+    second = await exhausted(e2e_api, simulator, receiver, run_burst, "alpha")
+    receiver.default = Reply(status=200)
+    answer = await redeliver_failed(e2e_api)
+    assert answer.status_code == 200, answer.text
+    assert sorted(answer.json()["redelivered"]) == sorted([first, second])
+    assert answer.json()["more"] is False
+    await run_burst()
+    for watch_id in (first, second):
+        assert (await settled(e2e_api, watch_id))["state"] == "delivered"
+
+
+async def test_redelivering_again_delivers_nothing_twice(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    watch_id = await exhausted(e2e_api, simulator, receiver, run_burst, "alpha")
+    during_outage = len(receiver.requests)
+    receiver.default = Reply(status=200)
+    assert (await redeliver_failed(e2e_api)).json()["redelivered"] == [watch_id]
+    assert (await redeliver_failed(e2e_api)).json()["redelivered"] == []
+    await run_burst()
+    assert len(receiver.requests) == during_outage + 1
+    assert (await settled(e2e_api, watch_id))["state"] == "delivered"
+
+
+async def test_a_client_never_redelivers_another_clients_watches(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    theirs = await exhausted(e2e_api, simulator, receiver, run_burst, "beta")
+    answer = await redeliver_failed(e2e_api, "alpha")
+    assert answer.json()["redelivered"] == []
+    still = (await e2e_api.get(f"/v1/watches/{theirs}", headers=auth("beta"))).json()
+    assert still["state"] == "failed"
+
+
+async def test_a_bulk_redelivery_is_bounded_and_says_there_is_more(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    for _ in range(3):
+        await exhausted(e2e_api, simulator, receiver, run_burst, "alpha")
+    first = (await redeliver_failed(e2e_api, limit=2)).json()
+    assert len(first["redelivered"]) == 2
+    assert first["more"] is True
+    rest = (await redeliver_failed(e2e_api, limit=2)).json()
+    assert len(rest["redelivered"]) == 1
+    assert not set(rest["redelivered"]) & set(first["redelivered"])
+
+
+async def test_the_time_range_selects_by_the_last_failed_attempt(
+    e2e_api: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    await exhausted(e2e_api, simulator, receiver, run_burst, "alpha")
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    earlier = await redeliver_failed(e2e_api, since=two_hours_ago, until=HOUR_AGO)
+    assert earlier.json()["redelivered"] == []
+    assert len((await redeliver_failed(e2e_api)).json()["redelivered"]) == 1
+
+
+async def test_a_bad_bulk_redelivery_names_its_field(e2e_api: Client) -> None:
+    cases = {
+        "until": {"until": "2020-01-01T00:00:00Z"},
+        "since": {"since": "2026-11-01T00:00:00"},
+        "state": {"state": "delivered"},
+        "failure_code": {"failure_code": "task_not_found"},
+        "limit": {"limit": 501},
+    }
+    for field, body in cases.items():
+        answer = await redeliver_failed(e2e_api, **body)
+        assert answer.status_code in (400, 422), (field, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert field in answer.text, (field, answer.text)
+
+
+async def test_the_receivers_page_shows_a_failing_host_and_its_watches(
+    operator: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    watch_id = await exhausted(operator, simulator, receiver, run_burst, "alpha")
+    page = (await operator.get("/console/receivers")).text
+    host = f"127.0.0.1:{receiver.port}"
+    assert f"<code>{host}</code>" in page
+    assert "0.0 %" in page  # every attempt failed
+    detail = (await operator.get("/console/receivers", params={"host": host})).text
+    assert watch_id in detail
+    assert "delivery_exhausted" in detail
+
+
+async def test_recover_redelivers_a_hosts_exhausted_watches_as_the_operator(
+    operator: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
+) -> None:
+    watch_id = await exhausted(operator, simulator, receiver, run_burst, "beta")
+    receiver.default = Reply(status=200)
+    host = f"127.0.0.1:{receiver.port}"
+    form = await operator.get("/console/receivers/recover", params={"host": host})
+    assert "Recover 1 watch<" in form.text
+    now = datetime.now(UTC)
+    done = await operator.post(
+        "/console/receivers/recover",
+        data={
+            "csrf": csrf_of(form.text),
+            "confirm": "yes",
+            "host": host,
+            "since": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            "until": (now + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
+        },
+    )
+    assert "Redelivered 1, retried now 0." in done.text
+    await run_burst()
+    watch = (await operator.get(f"/v1/watches/{watch_id}", headers=auth("beta"))).json()
+    assert watch["state"] == "delivered"
+    redelivery = [t for t in watch["transitions"] if t["reason"] == "redelivery requested"]
+    assert [t["by"] for t in redelivery] == ["operator:alice"]
