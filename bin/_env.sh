@@ -43,13 +43,29 @@ redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
 PY
 }
 
-install_redis() {
-  command -v apt-get >/dev/null 2>&1 || die "redis-server is missing; install Redis (e.g. 'brew install redis')"
+apt_install() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-  echo "Installing redis-server with apt-get ..." >&2
+  echo "Installing $* with apt-get ..." >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+install_redis() {
+  command -v apt-get >/dev/null 2>&1 || die "redis-server is missing; install Redis (e.g. 'brew install redis')"
+  apt_install redis-server
+}
+
+# The console's browser tests drive Debian's chromium (Playwright's own download cannot work
+# here). Without apt-get they are skipped, except under CI, where they fail.
+ensure_chromium() {
+  [ -x "${OCR_RELAY_CHROMIUM:-/usr/bin/chromium}" ] && return 0
+  command -v chromium >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1; then
+    apt_install chromium || echo "could not install chromium: the browser tests will not run" >&2
+  else
+    echo "chromium is missing (and no apt-get): the console's browser tests are skipped" >&2
+  fi
 }
 
 # Make sure the tests' Redis answers; when nothing listens there, start a throwaway redis-server on

@@ -595,3 +595,80 @@ async def confirm(client: AsyncTestClient[Any], path: str) -> Any:
     page = await client.get(path)
     assert page.status_code == 200, page.text
     return await client.post(path, data={"csrf": csrf_of(page.text), "confirm": "yes"})
+
+
+# --- browser fixtures ---
+# The console in a real browser: Debian's chromium driven by Playwright (no browser download),
+# against the API served by uvicorn on a loopback port. Screenshots land in ARTIFACTS.
+
+import shutil  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "console"
+CHROMIUM = os.environ.get("OCR_RELAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+async def console_url(console_settings: Settings, redis: Redis) -> AsyncIterator[str]:
+    """The API with the console on, served by uvicorn on a free loopback port: its base URL."""
+    import uvicorn
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        create_app(console_settings), log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    server.should_exit = True
+    await task
+    listener.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Debian chromium; without one the test is skipped, except in CI (it fails)."""
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - once, before any I/O of the test
+        if os.environ.get("CI"):
+            pytest.fail(f"chromium is missing at {CHROMIUM}: .ci/run installs it")
+        pytest.skip(f"chromium is missing at {CHROMIUM} (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as driver:
+        launched = await driver.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Any, console_url: str) -> AsyncIterator[Any]:
+    """A laptop-sized browser tab on the console; a JavaScript dialog (an XSS probe firing)
+    fails the test."""
+    context = await browser.new_context(
+        base_url=console_url, viewport={"width": 1280, "height": 900}
+    )
+    tab = await context.new_page()
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    yield tab
+    await context.close()
+    assert dialogs == [], f"a script ran in the console: {dialogs}"
+
+
+async def sign_in(tab: Any, key: str = OPERATOR_KEY) -> None:
+    """Sign in through the console's form."""
+    await tab.goto("/console")
+    await tab.get_by_label("Operator key").fill(key)
+    await tab.get_by_role("button", name="Sign in").click()
+
+
+async def screenshot(tab: Any, name: str) -> None:
+    """Save a full-page screenshot as ARTIFACTS/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

@@ -150,6 +150,27 @@ def test_dev_prints_an_api_key_the_api_accepts(dev_stack: Callable[..., DevStack
 
 
 @pytest.mark.slow
+def test_dev_prints_the_console_url_and_an_operator_key_that_signs_in(
+    dev_stack: Callable[..., DevStack],
+) -> None:
+    stack = dev_stack()
+    stack.wait_ready()
+    match = re.search(r"Console:\s+(\S+)\s+operator key: (\S+)", stack.output())
+    assert match, stack.output()
+    console, key = match[1], match[2]
+    assert console == f"{stack.api}/console"
+    with httpx.Client(base_url=stack.api) as browser:
+        form = browser.get("/console/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token, form.text
+        signed_in = browser.post(
+            "/console/login", data={"csrf": token[1], "key": key}, follow_redirects=True
+        )
+    assert signed_in.status_code == 200
+    assert "Signed in as" in signed_in.text
+
+
+@pytest.mark.slow
 def test_dev_stops_the_rest_and_exits_1_when_a_child_dies(
     dev_stack: Callable[..., DevStack],
 ) -> None:

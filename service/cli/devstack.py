@@ -49,6 +49,7 @@ REDIS_INSTALL_HINT: Final = (
 DEV_DATA_DIR: Final = Path(".ocr-relay")
 SECRETS_KEY_FILE: Final = "secrets.key"
 DEV_API_KEY_FILE: Final = "dev-api-key"
+DEV_OPERATOR_KEY_FILE: Final = "dev-operator-key"
 DEV_INBOX_SECRET_FILE: Final = "dev-inbox-secret"  # noqa: S105 - a file name, not a secret
 SAMPLE_INVOICE: Final = Path(__file__).resolve().parents[2] / "samples" / "invoice.pdf"
 DEV_CALLBACK_NETWORKS: Final = "127.0.0.0/8,::1/128"
@@ -243,8 +244,13 @@ def dev_api_key(data_dir: Path) -> str:
     return _kept(data_dir / DEV_API_KEY_FILE, lambda: "dev_" + secrets.token_urlsafe(32))
 
 
-def _api_keys_entry(key: str) -> str:
-    return f"dev:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+def dev_operator_key(data_dir: Path) -> str:
+    """The console key of the dev stack's operator ``dev``, kept in the dev data dir."""
+    return _kept(data_dir / DEV_OPERATOR_KEY_FILE, lambda: "op_" + secrets.token_urlsafe(32))
+
+
+def _api_keys_entry(key: str, name: str = "dev") -> str:
+    return f"{name}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 @contextlib.contextmanager
@@ -347,6 +353,15 @@ def _plan(settings: Settings, environ: Mapping[str, str], redis_url: str, ports:
         plan.env["API_KEYS"] = _api_keys_entry(key)
         plan.banner.append(
             f"API key:    {key}  (client 'dev', kept in {DEV_DATA_DIR / DEV_API_KEY_FILE})"
+        )
+    if settings.console_keys:
+        plan.banner.append(f"Console:    {api}/console (sign in with your CONSOLE_KEYS key)")
+    else:
+        operator_key = dev_operator_key(DEV_DATA_DIR)
+        plan.env["CONSOLE_KEYS"] = _api_keys_entry(operator_key)
+        plan.banner.append(
+            f"Console:    {api}/console  operator key: {operator_key}  (operator 'dev', kept in "
+            f"{DEV_DATA_DIR / DEV_OPERATOR_KEY_FILE})"
         )
     inbox = f"http://127.0.0.1:{ports.inbox}{INBOX_PATH}"
     inbox_secret = dev_inbox_secret(DEV_DATA_DIR)
