@@ -160,6 +160,7 @@ def test_app_environment_takes_the_callers_monite_settings_and_secrets(
         "MONITE_BASE_URL": "https://api.monite.com/v1",
         "MONITE_TOKEN": "t0ken",
         "API_KEYS": f"billing:sha256:{'ab' * 32}",
+        "CONSOLE_KEYS": f"alice:sha256:{'cd' * 32}",
         "SECRETS_KEY": sealing_key,
     }
     resolved = {k: _interpolate(v, caller) for k, v in _environment(services[name]).items()}
@@ -167,6 +168,7 @@ def test_app_environment_takes_the_callers_monite_settings_and_secrets(
     assert settings.monite_base_url == "https://api.monite.com/v1"
     assert settings.monite_token == "t0ken"
     assert [c.name for c in settings.api_keys] == ["billing"]
+    assert [o.name for o in settings.console_keys] == ["alice"]
     assert settings.secrets_key == (bytes(range(32)),)
 
 
