@@ -322,7 +322,11 @@ class WatchService:
         if updated is None:
             return None
         await self.queue.schedule_delivery(
-            watch_id, updated.delivery_series, updated.delivery_attempts + 1, 0.0
+            watch_id,
+            updated.delivery_series,
+            updated.delivery_attempts + 1,
+            0.0,
+            hurried=updated.version,
         )
         return updated
 

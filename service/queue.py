@@ -115,16 +115,21 @@ class Queue:
         )
 
     async def schedule_delivery(
-        self, watch_id: str, series: int, attempt: int, delay_s: float
+        self, watch_id: str, series: int, attempt: int, delay_s: float, *, hurried: int = 0
     ) -> bool:
         """Run delivery attempt ``attempt`` of series ``series`` of a watch after ``delay_s``.
 
         False when that attempt's job is already queued (or running): nothing new was made.
+        ``hurried`` (the watch's version when an attempt was brought forward) makes a job of its
+        own, as the attempt's job is already queued for later. That later job still runs then:
+        it finds the watch finished (nothing to do) or makes its next attempt, no earlier than
+        the one it was queued for was due.
         """
+        parts = (watch_id, str(series), str(attempt), *((f"v{hurried}",) if hurried else ()))
         job = await self.redis.enqueue_job(
             DELIVER,
             watch_id,
-            _job_id=self.keys.job_id("deliver", watch_id, str(series), str(attempt)),
+            _job_id=self.keys.job_id("deliver", *parts),
             _defer_by=max(0.0, delay_s),
         )
         return job is not None

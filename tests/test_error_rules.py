@@ -34,6 +34,7 @@ UPLOAD_LIMIT = 4096
 ROUTES = [
     ("GET", "/v1/watches"),
     ("POST", "/v1/watches"),
+    ("POST", "/v1/watches/redeliver"),
     ("GET", f"/v1/watches/{WATCH_ID}"),
     ("DELETE", f"/v1/watches/{WATCH_ID}"),
     ("GET", f"/v1/watches/{WATCH_ID}/deliveries"),
@@ -45,7 +46,7 @@ ROUTES = [
     ("POST", "/v1/monite/webhooks"),
 ]
 # Routes that take a JSON body.
-JSON_ROUTES = ["/v1/watches", "/v1/documents"]
+JSON_ROUTES = ["/v1/watches", "/v1/watches/redeliver", "/v1/documents"]
 
 
 @pytest.fixture

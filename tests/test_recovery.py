@@ -3,11 +3,14 @@ the console's Receivers page and Recover for operators."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from litestar.testing import AsyncTestClient
 
+from service.settings import Settings
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, Reply, auth, csrf_of
 from tests.test_end_to_end import ENTITY, settled
@@ -153,3 +156,36 @@ async def test_recover_redelivers_a_hosts_exhausted_watches_as_the_operator(
     assert watch["state"] == "delivered"
     redelivery = [t for t in watch["transitions"] if t["reason"] == "redelivery requested"]
     assert [t["by"] for t in redelivery] == ["operator:alice"]
+
+
+async def test_recover_retries_now_a_watch_still_waiting_for_its_next_attempt(
+    operator: Client,
+    console_settings: Settings,
+    start_worker: Any,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+) -> None:
+    await start_worker(msgspec.structs.replace(console_settings, delivery_schedule_s=(0.0, 3600.0)))
+    receiver.default = Reply(status=503)
+    task = await simulator.create_task(entity_id=ENTITY, document_type="invoice")
+    answer = await operator.post(
+        "/v1/watches",
+        json={"task_id": task.id, "callback_url": receiver.url, "entity_id": ENTITY},
+        headers=auth(),
+    )
+    watch_id = answer.json()["id"]
+    for _ in range(200):  # until the first attempt has failed; the next is due in an hour
+        logged = await operator.get(f"/v1/watches/{watch_id}/deliveries", headers=auth())
+        if logged.json()["items"]:
+            break
+        await asyncio.sleep(0.05)
+    receiver.default = Reply(status=200)
+    host = f"127.0.0.1:{receiver.port}"
+    form = await operator.get("/console/receivers/recover", params={"host": host})
+    done = await operator.post(
+        "/console/receivers/recover",
+        data={"csrf": csrf_of(form.text), "confirm": "yes", "host": host, "include_waiting": "yes"},
+    )
+    assert "Redelivered 0, retried now 1." in done.text
+    assert (await settled(operator, watch_id))["state"] == "delivered"
+    assert len(receiver.requests) == 2
