@@ -1,4 +1,4 @@
-"""The console's routes: sign-in, the four pages, and the operator's actions.
+"""The console's pages and the operator's actions (sign-in is ``service.console.access``).
 
 Plain HTML forms, no JavaScript: every action is a GET that shows what will happen and a POST
 that does it (the confirmation works without a script), and every POST carries the session's
@@ -8,175 +8,43 @@ so the watch's history records who asked.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, get_args
 from urllib.parse import urlencode
 
 from litestar import Request, Response, Router, get, post
-from litestar.datastructures import Cookie, State
-from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from redis.exceptions import RedisError
 
-from service.api.deps import Services
+from service.api.deps import Services, provide_services
 from service.api.errors import EXCEPTION_HANDLERS
-from service.auth import authenticate
-from service.console import views
+from service.console import access, views
+from service.console.access import (
+    PREFIX,
+    NotSignedIn,
+    ServicesDep,
+    SignedDep,
+    checked_form,
+    page,
+    provide_signed,
+    signed_in_later,
+)
 from service.console.charts import bar_list, column_chart
 from service.console.rendering import ERROR_HEADINGS
 from service.domain.watch import FailureCode, WatchState
-from service.operations import Actor, NotAllowed
-from service.storage.sessions import ConsoleSession
+from service.operations import NotAllowed
 from service.storage.watches import InvalidCursor
 
 log = logging.getLogger("ocr_relay.console")
 
-PREFIX: Final = "/console"
-COOKIE: Final = "ocr_relay_console"
-# Holds the sign-in form's CSRF token until the operator is signed in (double submit).
-LOGIN_COOKIE: Final = "ocr_relay_console_login"
 REFRESH_S: Final = 15
 FAILURE_CODES: Final = sorted(
     code for part in get_args(FailureCode) for code in get_args(part) or (part,)
 )
-
-
-class NotSignedIn(Exception):
-    """The request carries no live console session."""
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """The operator of a request, with the session's cookie token."""
-
-    token: str
-    session: ConsoleSession
-
-    @property
-    def actor(self) -> Actor:
-        """The operator as the watch service records them."""
-        return Actor.operator(self.session.operator)
-
-
-async def provide_signed(request: Request[Any, Any, Any], state: State) -> Signed:
-    """The signed-in operator; ``NotSignedIn`` sends the browser to the sign-in form."""
-    services: Services = state.services
-    token = request.cookies.get(COOKIE, "")
-    session = await services.store.sessions.get(token)
-    if session is None:
-        raise NotSignedIn
-    return Signed(token=token, session=session)
-
-
-def provide_services(state: State) -> Services:
-    """The process's services."""
-    services: Services = state.services
-    return services
-
-
-ServicesDep = NamedDependency[Services]
-SignedDep = NamedDependency[Signed]
-
-
-def _page(name: str, signed: Signed | None, *, status_code: int = 200, **context: Any) -> Template:
-    return Template(
-        template_name=name,
-        context={
-            "operator": None if signed is None else signed.session.operator,
-            "csrf": "" if signed is None else signed.session.csrf,
-            **context,
-        },
-        status_code=status_code,
-    )
-
-
-async def _form(request: Request[Any, Any, Any], signed: Signed | None) -> dict[str, str]:
-    """The posted form, once its CSRF token matches the session's (403 otherwise)."""
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    expected = signed.session.csrf if signed is not None else request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not hmac.compare_digest(fields.get("csrf", ""), expected):
-        raise PermissionDeniedException(
-            detail="The form was missing its security token or it was stale; open the page again."
-        )
-    return fields
-
-
-def _cookie(request: Request[Any, Any, Any], key: str, value: str, max_age: int) -> Cookie:
-    return Cookie(
-        key=key,
-        value=value,
-        max_age=max_age,
-        path=PREFIX,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-
-
-# -- signing in and out ---------------------------------------------------------------------------
-@get("/login")
-async def login_form(request: Request[Any, Any, Any], services: ServicesDep) -> Response[Any]:
-    """The sign-in form (the overview when already signed in)."""
-    if await services.store.sessions.get(request.cookies.get(COOKIE, "")) is not None:
-        return Redirect(path=PREFIX, status_code=303)
-    return _login_page(request)
-
-
-def _login_page(
-    request: Request[Any, Any, Any], error: str | None = None, status_code: int = 200
-) -> Template:
-    token = secrets.token_urlsafe(32)
-    page = _page(
-        "login.html",
-        None,
-        status_code=status_code,
-        title="Sign in",
-        login_csrf=token,
-        error=error,
-    )
-    page.cookies.append(_cookie(request, LOGIN_COOKIE, token, 3600))
-    return page
-
-
-@post("/login", status_code=303)
-async def login(request: Request[Any, Any, Any], services: ServicesDep) -> Response[Any]:
-    """Start a session for the operator whose key was entered."""
-    fields = await _form(request, None)
-    operator = authenticate(services.settings.console_keys, fields.get("key", "").strip())
-    if operator is None:
-        log.warning("console sign-in refused", extra={"peer": _peer(request)})
-        return _login_page(request, "That is not an operator key.", status_code=401)
-    lifetime = services.settings.console_session_s
-    token, _ = await services.store.sessions.start(operator, lifetime)
-    log.info("console sign-in", extra={"operator": operator})
-    return Redirect(
-        path=PREFIX,
-        status_code=303,
-        cookies=[
-            _cookie(request, COOKIE, token, lifetime),
-            _cookie(request, LOGIN_COOKIE, "", 0),
-        ],
-    )
-
-
-@post("/logout", status_code=303)
-async def logout(
-    request: Request[Any, Any, Any], services: ServicesDep, signed: SignedDep
-) -> Response[Any]:
-    """End the session everywhere and forget the cookie."""
-    await _form(request, signed)
-    await services.store.sessions.end(signed.token)
-    log.info("console sign-out", extra={"operator": signed.session.operator})
-    return Redirect(
-        path=f"{PREFIX}/login", status_code=303, cookies=[_cookie(request, COOKIE, "", 0)]
-    )
 
 
 # -- pages --------------------------------------------------------------------------------------
@@ -211,7 +79,7 @@ async def overview(services: ServicesDep, signed: SignedDep) -> Template:
     }
     # The last complete minute: the current one has only just begun.
     monite_now = requests[-2] if len(requests) > 1 else 0.0
-    return _page(
+    return page(
         "overview.html",
         signed,
         title="Overview",
@@ -249,7 +117,7 @@ async def find(
     next_query = {k: v for k, v in query.items() if k != "cursor" and v}
     if result.next_cursor:
         next_query["cursor"] = result.next_cursor
-    return _page(
+    return page(
         "find.html",
         signed,
         title="Find",
@@ -278,7 +146,7 @@ async def watch_page(
     if view is None:
         raise NotFoundException(detail=f"There is no watch {watch_id}.")
     notice = {"redelivered": "Redelivery started.", "cancelled": "The watch is cancelled."}
-    return _page(
+    return page(
         "watch.html",
         signed,
         title=f"Watch {watch_id}",
@@ -302,7 +170,7 @@ async def confirm_action(
     if action not in _ACTIONS or await services.store.watches.get(watch_id) is None:
         raise NotFoundException(detail=f"There is no watch {watch_id} to {action}.")
     verb, question = _ACTIONS[action]
-    return _page(
+    return page(
         "confirm.html",
         signed,
         title=f"{verb} {watch_id}",
@@ -326,7 +194,7 @@ async def act(
     signed: SignedDep,
 ) -> Response[Any]:
     """Redeliver or cancel, as the signed-in operator."""
-    fields = await _form(request, signed)
+    fields = await checked_form(request, signed)
     if action not in _ACTIONS:
         raise NotFoundException(detail=f"There is no action {action}.")
     if fields.get("confirm") != "yes":
@@ -359,7 +227,7 @@ async def receivers(
         if not host
         else await views.host_watches(services.store, host, until - timedelta(days=1), until)
     )
-    return _page(
+    return page(
         "receivers.html",
         signed,
         title="Receivers",
@@ -376,7 +244,7 @@ async def recover_form(host: FromQuery[str], services: ServicesDep, signed: Sign
     until = datetime.now(UTC)
     since = until - timedelta(days=1)
     candidates = await views.host_watches(services.store, host, since, until)
-    return _page(
+    return page(
         "recover.html",
         signed,
         title=f"Recover {host}",
@@ -393,7 +261,7 @@ async def recover(
     request: Request[Any, Any, Any], services: ServicesDep, signed: SignedDep
 ) -> Template:
     """Redeliver a host's exhausted watches in the range, and retry now those still waiting."""
-    fields = await _form(request, signed)
+    fields = await checked_form(request, signed)
     host = fields.get("host", "")
     if fields.get("confirm") != "yes" or not host:
         raise HTTPException(status_code=400, detail="Open the Recover form and confirm it.")
@@ -420,7 +288,7 @@ async def recover(
             "expedited": len(recovery.expedited),
         },
     )
-    return _page(
+    return page(
         "recovered.html",
         signed,
         title=f"Recovered {host}",
@@ -449,15 +317,7 @@ def _local(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def _peer(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 # -- errors ---------------------------------------------------------------------------------------
-def _signed_in_later(request: Request[Any, Any, Any], _: NotSignedIn) -> Response[Any]:
-    return Redirect(path=f"{PREFIX}/login", status_code=303)
-
-
 def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, exc.detail
@@ -466,7 +326,7 @@ def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     else:
         log.exception("console page failed", exc_info=exc)
         status, message = 500, "Something went wrong on our side; the logs say what."
-    return _page(
+    return page(
         "error.html",
         None,
         status_code=status,
@@ -493,9 +353,9 @@ def console_router() -> Router:
     return Router(
         path=PREFIX,
         route_handlers=[
-            login_form,
-            login,
-            logout,
+            access.login_form,
+            access.login,
+            access.logout,
             overview,
             find,
             watch_page,
@@ -512,7 +372,7 @@ def console_router() -> Router:
         # Every exception the API answers with problem+json gets a page here instead.
         exception_handlers={
             **dict.fromkeys(EXCEPTION_HANDLERS, _error_page),
-            NotSignedIn: _signed_in_later,
+            NotSignedIn: signed_in_later,
         },
         response_headers=SECURITY_HEADERS,
         include_in_schema=False,

@@ -10,6 +10,10 @@ owns the retention TTL: no write can leave an unfinished watch without a next st
 A poll that finds the task still processing only bumps ``p``/``e``/``m`` and re-schedules, for a
 whole batch in one script (``Schedule.record_polls``): that is the hot path, and it needs no
 compare-and-set because the round holds the watch's lease.
+
+Over 400 lines, for a reason: the two scripts that keep the next-step invariant also write what
+the console reads (activity counts, search entries, troubled sets, open watches), so that the hot
+path pays no extra round trip; they and the code that builds their arguments stay side by side.
 """
 
 from __future__ import annotations
