@@ -143,7 +143,7 @@ async def test_xss_probes_in_metadata_and_document_fields_render_as_text(
     await screenshot(page, "watch-xss-probe")
 
 
-async def test_the_receivers_page_and_a_phone_width_overview(
+async def test_the_receivers_and_recover_pages_and_phone_widths(
     page: Page, worker: Any, simulator: SimulatorControl, receiver: Receiver
 ) -> None:
     task = await simulator.create_task(entity_id=ENTITY, document_type="receipt")
@@ -153,11 +153,18 @@ async def test_the_receivers_page_and_a_phone_width_overview(
     await page.get_by_role("link", name="Receivers").click()
     await expect(page.locator("table.results")).to_contain_text(f"127.0.0.1:{receiver.port}")
     await screenshot(page, "receivers")
+    await page.goto(f"/console/receivers/recover?host=127.0.0.1:{receiver.port}")
+    await expect(page.get_by_label("Failed since (UTC)")).to_be_visible()
+    await screenshot(page, "recover")
     await page.set_viewport_size({"width": 390, "height": 844})
-    await page.goto("/console")
-    await screenshot(page, "overview-phone")
-    width = await page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, f"the overview scrolls sideways on a phone ({width}px)"
+    for path, name in (
+        ("/console", "overview-phone"),
+        (f"/console/watches/{watch_id}", "watch-phone"),
+    ):
+        await page.goto(path)
+        await screenshot(page, name)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
 
 
 async def test_the_console_is_keyboard_reachable_with_landmarks(page: Page) -> None:
