@@ -188,6 +188,8 @@ async def test_a_malformed_filter_gets_a_message_not_an_error(operator: Client) 
     page = await operator.get("/console/watches", params={"since": "yesterday"})
     assert page.status_code == 200
     assert "since: &#39;yesterday&#39; is not a date and time" in page.text
+    state = await operator.get("/console/watches", params={"state": "lost"})
+    assert "state: &#39;lost&#39; is not a watch state" in state.text
     stale = await operator.get("/console/watches", params={"cursor": "%%%"})
     assert "That page link is stale." in stale.text
 

@@ -102,7 +102,7 @@ async def find(
         filters = views.Filters(
             q=query.get("q", "").strip()[:200],
             client=query.get("client", ""),
-            state=WatchState(query["state"]) if query.get("state") else None,
+            state=_state(query.get("state", "")),
             failure_code=query.get("failure_code", ""),
             since=_moment(query.get("since", ""), "since"),
             until=_moment(query.get("until", ""), "until"),
@@ -251,6 +251,7 @@ async def recover_form(host: FromQuery[str], services: ServicesDep, signed: Sign
         page="receivers",
         host=host,
         candidates=len(candidates),
+        more=len(candidates) >= views.HOST_WATCHES,
         since_value=_local(since),
         until_value=_local(until + timedelta(minutes=1)),
     )
@@ -300,6 +301,15 @@ async def recover(
 
 def _clients(services: Services) -> list[str]:
     return sorted(c.name for c in services.settings.api_keys)
+
+
+def _state(raw: str) -> WatchState | None:
+    if not raw:
+        return None
+    try:
+        return WatchState(raw)
+    except ValueError:
+        raise ValueError(f"state: {raw!r} is not a watch state") from None
 
 
 def _moment(raw: str, field: str) -> datetime | None:
