@@ -19,3 +19,8 @@ def to_ms(at: datetime) -> int:
 def wall_ms() -> int:
     """Wall-clock milliseconds (due times are shared across processes, so not monotonic)."""
     return int(time.time() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    """The aware UTC datetime of milliseconds since the epoch (``to_ms`` reversed)."""
+    return datetime.fromtimestamp(ms / 1000, UTC)

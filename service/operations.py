@@ -99,11 +99,17 @@ class Actor(msgspec.Struct, frozen=True):
 
 class Recovery(msgspec.Struct, frozen=True, kw_only=True):
     """What one bulk recovery did: the watches it redelivered and those whose next attempt it
-    brought forward; ``more`` when it stopped at its bound and another call may find more."""
+    brought forward. When it stopped at a bound, ``next_until_ms`` is where the next call goes
+    on (as its ``until``); None when the range is done."""
 
     redelivered: list[str]
     expedited: list[str]
-    more: bool
+    next_until_ms: int | None = None
+
+    @property
+    def more(self) -> bool:
+        """Another call (from ``next_until_ms``) may find more."""
+        return self.next_until_ms is not None
 
 
 class NotAllowed(Exception):
@@ -341,24 +347,29 @@ class WatchService:
         until: datetime,
         include_waiting: bool = False,
         limit: int = RECOVER_LIMIT,
+        scan: int = RECOVER_SCAN,
     ) -> Recovery:
         """Redeliver the watches of a callback host or client whose delivery failed with
         ``failure_code``, their last failed attempt between ``since`` and ``until``; with
         ``include_waiting``, also bring forward the next attempt of those still retrying.
 
-        Bounded: at most ``limit`` watches acted on and ``RECOVER_SCAN`` looked at per call.
-        Idempotent: a redelivered watch is ``delivering`` and no longer matches, so calling again
-        goes on where the last call stopped and, once done, does nothing.
+        Bounded: at most ``limit`` watches acted on and ``scan`` looked at per call; the answer
+        says where the next call goes on. Idempotent: a redelivered watch is ``delivering`` and
+        no longer matches, so calling again never delivers it twice and, once done, does nothing.
         """
-        ids = await self.store.activity.troubled(
-            scope, name, since_ms=to_ms(since), until_ms=to_ms(until), limit=RECOVER_SCAN
+        until_ms = to_ms(until)
+        found = await self.store.activity.troubled(
+            scope, name, since_ms=to_ms(since), until_ms=until_ms, limit=scan
         )
         redelivered: list[str] = []
         expedited: list[str] = []
-        watches = await self.store.watches.get_many(ids)
-        for watch in watches:
+        watches = await self.store.watches.get_many([watch_id for watch_id, _ in found])
+        for (_, failed_ms), watch in zip(found, watches, strict=True):
             if len(redelivered) + len(expedited) >= limit:
-                return Recovery(redelivered=redelivered, expedited=expedited, more=True)
+                # Go on from this entry: the ones acted on no longer match, so none is repeated.
+                return Recovery(
+                    redelivered=redelivered, expedited=expedited, next_until_ms=failed_ms
+                )
             if watch is None or not actor.may_see(watch):
                 continue
             failed = watch.failure.code if watch.failure is not None else None
@@ -371,7 +382,12 @@ class WatchService:
                 and await self.expedite(actor, watch.id) is not None
             ):
                 expedited.append(watch.id)
-        return Recovery(redelivered=redelivered, expedited=expedited, more=len(ids) >= RECOVER_SCAN)
+        next_until = None
+        if len(found) >= scan:
+            # Every entry looked at may have been delivered since: go on below the last one
+            # (inclusive, for its neighbours of the same millisecond; always below ``until``).
+            next_until = min(found[-1][1], until_ms - 1)
+        return Recovery(redelivered=redelivered, expedited=expedited, next_until_ms=next_until)
 
     async def rotate_secret(self, actor: Actor, watch_id: str) -> tuple[Watch, str] | None:
         """A new secret signs from now on; the current one keeps signing for ``SECRET_GRACE``."""

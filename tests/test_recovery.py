@@ -4,14 +4,20 @@ the console's Receivers page and Recover for operators."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from litestar.testing import AsyncTestClient
 
+from service.callbacks.sealing import Sealer
+from service.clock import from_ms
+from service.operations import Actor, WatchService
+from service.queue import Queue
 from service.settings import Settings
 from service.simulator import SimulatorControl
+from service.storage import Store
 from tests.conftest import Receiver, Reply, auth, csrf_of
 from tests.test_end_to_end import ENTITY, settled
 
@@ -88,9 +94,10 @@ async def test_a_bulk_redelivery_is_bounded_and_says_there_is_more(
     first = (await redeliver_failed(e2e_api, limit=2)).json()
     assert len(first["redelivered"]) == 2
     assert first["more"] is True
-    rest = (await redeliver_failed(e2e_api, limit=2)).json()
+    rest = (await redeliver_failed(e2e_api, limit=2, until=first["next_until"])).json()
     assert len(rest["redelivered"]) == 1
     assert not set(rest["redelivered"]) & set(first["redelivered"])
+    assert (rest["more"], rest["next_until"]) == (False, None)
 
 
 async def test_the_time_range_selects_by_the_last_failed_attempt(
@@ -189,3 +196,53 @@ async def test_recover_retries_now_a_watch_still_waiting_for_its_next_attempt(
     assert "Redelivered 0, retried now 1." in done.text
     assert (await settled(operator, watch_id))["state"] == "delivered"
     assert len(receiver.requests) == 2
+
+
+async def test_a_recovery_goes_on_below_entries_delivered_since(
+    e2e_api: Client,
+    e2e_settings: Settings,
+    store: Store,
+    queue: Queue,
+    simulator: SimulatorControl,
+    receiver: Receiver,
+    run_burst: Any,
+) -> None:
+    """Watches that failed an attempt and were delivered later stay in the failed-attempt index;
+    a recovery that looks at only some entries per call must go on below them, not stop."""
+    oldest = await exhausted(e2e_api, simulator, receiver, run_burst, "alpha")
+    newer = [await exhausted(e2e_api, simulator, receiver, run_burst, "alpha") for _ in range(2)]
+    service = WatchService(store, queue, Sealer.from_settings(e2e_settings))
+    receiver.default = Reply(status=200)
+    for watch_id in newer:
+        await service.redeliver(Actor.client("alpha"), watch_id)
+    await run_burst()
+    since, until = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC)
+    recover = functools.partial(
+        service.recover,
+        Actor.client("alpha"),
+        "client",
+        "alpha",
+        failure_code="delivery_exhausted",
+        since=since,
+        scan=2,
+    )
+    first = await recover(until=until)
+    assert (first.redelivered, first.more) == ([], True)
+    assert first.next_until_ms is not None
+    rest = await recover(until=from_ms(first.next_until_ms))
+    assert rest.redelivered == [oldest]
+
+
+async def test_the_recover_form_goes_on_from_where_a_bounded_recovery_stopped(
+    operator: Client,
+) -> None:
+    form = await operator.get(
+        "/console/receivers/recover",
+        params={"host": "erp.example.com", "until": "2026-11-29T04:10:30.250000+00:00"},
+    )
+    assert 'name="until" type="datetime-local" value="2026-11-29T04:11"' in form.text
+    bad = await operator.get(
+        "/console/receivers/recover", params={"host": "erp.example.com", "until": "soon"}
+    )
+    assert bad.status_code == 400
+    assert "until: &#39;soon&#39; is not a date and time" in bad.text

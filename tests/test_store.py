@@ -462,3 +462,18 @@ async def test_a_released_idempotency_key_can_be_claimed_again(store: Store) -> 
     assert await store.idempotency.claim(key, hold_s=60) == Claim()
     await store.idempotency.release(key)
     assert await store.idempotency.claim(key, hold_s=60) == Claim()
+
+
+@pytest.mark.parametrize(("printed", "filed"), [("RE-2026/0815", True), ("- / -", False)])
+async def test_a_recognized_event_files_its_watch_under_the_document_number(
+    store: Store, printed: str, filed: bool
+) -> None:
+    watch, _ = await create(store, make_watch())
+    event = event_of(watch)
+    await store.watches.update(
+        watch.id, to_delivering(event.id), event=event, document_number=printed
+    )
+    found = await store.activity.find("number", "re 2026 0815")
+    assert found == ([watch.id] if filed else [])
+    # A number of punctuation alone files nothing (not even under the empty text).
+    assert await store.redis.exists(store.keys.lookup("number", "")) == 0

@@ -160,7 +160,7 @@ class RedeliverIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class RedeliveredOut(msgspec.Struct, frozen=True):
-    """What a bulk redelivery did; call again while ``more`` is true."""
+    """What a bulk redelivery did; while ``more``, call again with ``until`` = ``next_until``."""
 
     redelivered: Annotated[
         list[str], msgspec.Meta(description="The watches now delivering their event again")
@@ -168,6 +168,10 @@ class RedeliveredOut(msgspec.Struct, frozen=True):
     more: Annotated[
         bool, msgspec.Meta(description="The call stopped at its bound: there may be more")
     ]
+    next_until: Annotated[
+        datetime | None,
+        msgspec.Meta(description="While more: call again with this as until (same since)"),
+    ] = None
 
 
 class WatchOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -29,7 +29,7 @@ from service.api.bodies import (
 from service.api.deps import DEPENDENCIES, ClientDep, Services, ServicesDep
 from service.api.errors import AUTHENTICATED, InvalidField, StateConflict, problem_responses
 from service.callbacks.egress import CallbackRefused
-from service.clock import now_utc
+from service.clock import from_ms, now_utc
 from service.domain.schema import Event
 from service.domain.watch import Watch, WatchState
 from service.operations import Actor, NotAllowed, Registration, request_digest
@@ -134,7 +134,8 @@ class WatchController(Controller):
         ``failure_code``, its last failed attempt between ``since`` and ``until``, starts a new
         delivery series (same event, same ``webhook-id``).
 
-        Bounded (``limit`` watches per call; call again while ``more``) and idempotent: a watch
+        Bounded (``limit`` watches per call; while ``more``, call again with ``until`` =
+        ``next_until``) and idempotent: a watch
         redelivered is no longer ``failed``, so a repeated call does not deliver it twice.
         """
         until = data.until or now_utc()
@@ -149,7 +150,12 @@ class WatchController(Controller):
             until=until,
             limit=data.limit,
         )
-        return RedeliveredOut(redelivered=recovery.redelivered, more=recovery.more)
+        next_until = recovery.next_until_ms
+        return RedeliveredOut(
+            redelivered=recovery.redelivered,
+            more=recovery.more,
+            next_until=None if next_until is None else from_ms(next_until),
+        )
 
     @get(
         "/",

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, get_args
+from typing import Annotated, Any, Final, get_args
 from urllib.parse import urlencode
 
 from litestar import Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from redis.exceptions import RedisError
 
 from service.api.deps import Services, provide_services
 from service.api.errors import EXCEPTION_HANDLERS
+from service.clock import from_ms
 from service.console import access, views
 from service.console.access import (
     PREFIX,
@@ -239,9 +240,18 @@ async def receivers(
 
 
 @get("/receivers/recover")
-async def recover_form(host: FromQuery[str], services: ServicesDep, signed: SignedDep) -> Template:
-    """The Recover form of one host: a time range, and how many watches it may touch."""
-    until = datetime.now(UTC)
+async def recover_form(
+    host: FromQuery[str],
+    services: ServicesDep,
+    signed: SignedDep,
+    until_value: Annotated[str, QueryParameter(name="until")] = "",
+) -> Template:
+    """The Recover form of one host: a time range (``until`` where a bounded recovery stopped),
+    and how many watches it may touch."""
+    try:
+        until = _moment(until_value, "until") or datetime.now(UTC)
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
     since = until - timedelta(days=1)
     candidates = await views.host_watches(services.store, host, since, until)
     return page(
@@ -253,6 +263,7 @@ async def recover_form(host: FromQuery[str], services: ServicesDep, signed: Sign
         candidates=len(candidates),
         more=len(candidates) >= views.HOST_WATCHES,
         since_value=_local(since),
+        # The form takes minutes: round up, so that nothing before ``until`` is left out.
         until_value=_local(until + timedelta(minutes=1)),
     )
 
@@ -289,6 +300,7 @@ async def recover(
             "expedited": len(recovery.expedited),
         },
     )
+    next_until = recovery.next_until_ms
     return page(
         "recovered.html",
         signed,
@@ -296,6 +308,7 @@ async def recover(
         page="receivers",
         host=host,
         recovery=recovery,
+        next_until="" if next_until is None else from_ms(next_until).isoformat(),
     )
 
 

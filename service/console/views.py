@@ -288,10 +288,10 @@ async def receivers(store: Store) -> list[ReceiverRow]:
 async def host_watches(store: Store, host: str, since: datetime, until: datetime) -> list[Watch]:
     """A host's watches whose delivery is failing or failed, their last failed attempt in the
     range, newest first (at most ``HOST_WATCHES``)."""
-    ids = await store.activity.troubled(
+    found = await store.activity.troubled(
         "host", host, since_ms=to_ms(since), until_ms=to_ms(until), limit=HOST_WATCHES
     )
-    watches = await store.watches.get_many(ids)
+    watches = await store.watches.get_many([watch_id for watch_id, _ in found])
     return [w for w in watches if w is not None and _troubled(w)]
 
 

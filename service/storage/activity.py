@@ -110,13 +110,14 @@ class Activity:
 
     async def troubled(
         self, scope: Scope, name: str, *, since_ms: int, until_ms: int, limit: int
-    ) -> list[str]:
-        """Watch ids of a host or client whose latest failed attempt lies in the range, newest
-        first, at most ``limit`` (they may since have been delivered: the caller checks)."""
-        ids = await self.redis.zrevrangebyscore(
-            self.keys.troubled(scope, name), until_ms, since_ms, start=0, num=limit
+    ) -> list[tuple[str, int]]:
+        """(watch id, time of its latest failed attempt in ms) of a host or client, within the
+        range, newest first, at most ``limit`` (they may since have been delivered: the caller
+        checks)."""
+        rows = await self.redis.zrevrangebyscore(
+            self.keys.troubled(scope, name), until_ms, since_ms, start=0, num=limit, withscores=True
         )
-        return [i.decode() for i in ids]
+        return [(i.decode(), int(score)) for i, score in rows]
 
     async def count_troubled(self, scope: Scope, name: str, *, since_ms: int) -> int:
         """How many watches of a host or client had a failed attempt since ``since_ms``."""

@@ -79,7 +79,8 @@ class Keys:
         return f"{self.prefix}troubled:{scope}:{_digest(name)}"
 
     def receivers(self) -> str:
-        """Sorted set of callback hosts scored by their latest delivery attempt (ms)."""
+        """Sorted set of callback hosts scored by their latest delivery attempt (ms); the
+        thousand most recent are kept."""
         return f"{self.prefix}receivers"
 
     # -- activity (the console's charts) -------------------------------------------------------

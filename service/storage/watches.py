@@ -110,6 +110,7 @@ if ARGV[12] ~= '' then
     redis.call('HINCRBY', KEYS[9], 'attempt:' .. ARGV[15], 1)
     redis.call('EXPIRE', KEYS[9], 7200)
     redis.call('ZADD', KEYS[10], ARGV[13], ARGV[14])
+    redis.call('ZREMRANGEBYRANK', KEYS[10], 0, -1001)
     redis.call('HINCRBY', KEYS[11], ARGV[14] .. (ok and '\tok' or '\tfailed'), 1)
     redis.call('HINCRBY', KEYS[11], ARGV[14] .. '\tms', ARGV[16])
     redis.call('EXPIRE', KEYS[11], 7200)
@@ -331,6 +332,7 @@ class WatchRecords:
         group = group_of(current.entity_id)
         host = callback_host(current.callback_url)
         event, attempt = change.event, change.attempt
+        number = normalized_number(change.document_number or "")
         keys = [
             self.keys.watch(watch_id),
             self.keys.watch_transitions(watch_id),
@@ -345,7 +347,7 @@ class WatchRecords:
             self.keys.receiver_activity(now_ms // RECEIVER_SLOT_MS),
             self.keys.troubled("host", host),
             self.keys.troubled("client", current.client),
-            self.keys.lookup("number", normalized_number(change.document_number or "")),
+            self.keys.lookup("number", number),
         ]
         args: list[str | bytes | int] = [
             str(current.version),
@@ -366,7 +368,7 @@ class WatchRecords:
             0 if attempt is None else round(attempt.latency_ms),
             _lag_bucket(new, attempt),
             self.index_ttl_s,
-            "1" if change.document_number and event is not None else "",
+            "1" if number and event is not None else "",
         ]
         if new.state != current.state:
             args[3] = _encode(
