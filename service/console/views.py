@@ -165,11 +165,12 @@ async def find(
         for name in names
     ]
     # Below the newest point where a client's page stopped, its watches are not known yet:
-    # only those above it can be shown in order now; the rest come on the next page.
+    # only those at or above it (the stop itself was read) can be shown in order now; the rest
+    # come on the next page, which starts below the stop.
     stops = [cursor_member(p.next_cursor) for p in pages if p.next_cursor is not None]
     frontier = max(stops) if stops else None
     merged = sorted((w for p in pages for w in p.items), key=index_member, reverse=True)
-    known = [w for w in merged if frontier is None or index_member(w) > frontier]
+    known = [w for w in merged if frontier is None or index_member(w) >= frontier]
     shown = known[:PAGE_SIZE]
     if len(known) > PAGE_SIZE:
         next_cursor: str | None = page_cursor(index_member(shown[-1]))
