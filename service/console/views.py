@@ -21,7 +21,7 @@ from service.domain.activity import (
     merge_counts,
     percentile,
 )
-from service.domain.watch import TERMINAL_STATES, Transition, Watch, WatchState
+from service.domain.watch import TERMINAL_STATES, Transition, Watch, WatchState, can_redeliver
 from service.storage import Store
 from service.storage.activity import WORKER_GONE_MS, ReceiverCounts
 from service.storage.events import EventRecord, LoggedAttempt
@@ -232,8 +232,7 @@ async def watch_page(store: Store, watch_id: str) -> WatchPageView | None:
         event_pretty=None if body is None else json.dumps(body, indent=2, ensure_ascii=False),
         document=document if isinstance(document, dict) else None,
         metadata_pretty=json.dumps(_json(watch.metadata_json), indent=2, ensure_ascii=False),
-        can_redeliver=event is not None
-        and watch.state in (WatchState.DELIVERED, WatchState.FAILED),
+        can_redeliver=can_redeliver(watch.state, event is not None),
         can_cancel=watch.state not in TERMINAL_STATES,
     )
 
