@@ -7,17 +7,29 @@ money, date parsing, IBAN/BIC checks), so the comparison measures the models: de
 encoding. pydantic hands over amounts as ``Decimal`` (exact), whose text the twin reads with the
 same rule. The IBAN/BIC checks are memoized in both, as in production where sellers recur; so is
 the payment terms parser (issue 16), whose first sight of a text is timed on its own.
+
+``--against REV`` compares this tree's pipeline with another revision's instead, side by side
+in one run: each tree is timed in its own process pinned to one core, the trees alternating
+(A B B A …) so that a host whose speed drifts during the run hurts neither more; it prints
+documents/s on one core for both, and the floor that tells how fast the host ran.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import timeit
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -506,7 +518,7 @@ class _PydanticReader:
         source_of_due: Literal["printed", "derived"] | None = None if due_day is None else "printed"
         if not _text(data.due_date) and issued and terms and terms.net_days is not None:
             due_day, source_of_due = issued + timedelta(days=terms.net_days), "derived"
-        if due_day is None and terms is None and (due or total) and value(due or total) > 0:
+        if due_day is None and terms is None and (owed := due or total) and value(owed) > 0:
             self.warn("payment_terms_missing", "payment_terms")
         return PInvoice(
             kind="invoice",
@@ -569,7 +581,7 @@ def per_call_us(function: Callable[[], object], repeat: int = 7) -> float:
     return statistics.median(runs) / number * 1e6
 
 
-def main() -> None:
+def compare_models() -> None:
     """Check both pipelines agree, then print a markdown table of the timings."""
     body = invoice_body()
     ours, theirs = json.loads(msgspec_pipeline(body)), json.loads(pydantic_pipeline(body))
@@ -620,6 +632,115 @@ def main() -> None:
         print(f"| {name} | {micros:.1f} |")
     print()
     print(f"pydantic / msgspec: {total_theirs / total_ours:.1f}x")
+    print(f"msgspec pipeline: {1e6 / total_ours:,.0f} documents/s on one core")
+
+
+# -- this tree against another revision -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run in a fresh interpreter whose ``service`` and ``bench`` come from the tree in argv[1]: times
+# that tree's own pipeline and floor on the invoice read from stdin, pinned to the CPU in argv[2].
+_TREE_TIMER = """
+import json, os, sys, timeit
+tree, cpu = sys.argv[1], int(sys.argv[2])
+sys.path[:0] = [tree, os.path.join(tree, "bench")]
+os.sched_setaffinity(0, {cpu})
+import service
+assert service.__file__.startswith(tree), service.__file__
+import normalize as bench
+from service.domain.monite_models import decode_task
+from service.domain.normalize import NormalizeContext, normalize
+body = sys.stdin.buffer.read()
+task = decode_task(body)
+document = normalize(task, NormalizeContext(task_id=task.id))
+def best_us(function):
+    return min(timeit.repeat(function, number=500, repeat=9)) / 500 * 1e6
+print(json.dumps({
+    "pipeline": best_us(lambda: bench.msgspec_pipeline(body)),
+    "floor": best_us(lambda: bench.floor_pipeline(body, document)),
+}))
+"""
+
+
+def time_tree(tree: Path, body: bytes, cpu: int) -> dict[str, float]:
+    """One fresh process's best µs per document of ``tree``'s pipeline and floor (the minimum of
+    nine runs: the least disturbed by the rest of the host)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _TREE_TIMER, str(tree), str(cpu)],
+        input=body,
+        capture_output=True,
+        check=True,
+    )
+    timings: dict[str, float] = json.loads(result.stdout)
+    return timings
+
+
+def checkout(revision: str, into: Path) -> Path:
+    """The files of ``revision`` of this repository, unpacked under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision],
+        capture_output=True,
+        check=True,
+    ).stdout
+    tree = into / "tree"
+    with tempfile.TemporaryFile() as file:
+        file.write(archive)
+        file.seek(0)
+        with tarfile.open(fileobj=file) as tar:
+            tar.extractall(tree, filter="data")
+    return tree
+
+
+def compare_revisions(revision: str, rounds: int, cpu: int) -> None:
+    """Print this tree's pipeline against ``revision``'s, timed alternately on one core."""
+    body = invoice_body()
+    label = f"{revision} (baseline)"
+    runs: dict[str, list[dict[str, float]]] = {label: [], "this tree": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        trees = {label: checkout(revision, Path(scratch)), "this tree": ROOT}
+        order = [label, "this tree"]
+        for round_ in range(rounds):
+            for name in order if round_ % 2 == 0 else order[::-1]:
+                runs[name].append(time_tree(trees[name], body, cpu))
+    print(
+        f"{LINES}-line invoice, {len(body)} bytes in; {rounds} alternating rounds on CPU {cpu}; "
+        f"Python {platform.python_version()}, msgspec {msgspec.__version__}, load "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print()
+    print("| tree | pipeline µs per document (each round) | median | documents/s | floor µs |")
+    print("|---|---|---:|---:|---:|")
+    medians = {}
+    for name, timings in runs.items():
+        pipeline = [timing["pipeline"] for timing in timings]
+        medians[name] = statistics.median(pipeline)
+        floor = statistics.median(timing["floor"] for timing in timings)
+        print(
+            f"| {name} | {' / '.join(f'{us:.1f}' for us in pipeline)} | {medians[name]:.1f} | "
+            f"{1e6 / medians[name]:,.0f} | {floor:.1f} |"
+        )
+    print()
+    print(f"this tree / baseline: {medians['this tree'] / medians[label] - 1:+.1%} per document")
+
+
+def main() -> None:
+    """``compare_models`` by default, ``compare_revisions`` with ``--against``."""
+    parser = argparse.ArgumentParser(
+        description="Decode + normalize + encode: msgspec against pydantic, or against a revision."
+    )
+    parser.add_argument("--against", metavar="REV", help="a git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (--against)")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=max(os.sched_getaffinity(0)),
+        help="the CPU both trees are pinned to (--against)",
+    )
+    arguments = parser.parse_args()
+    if arguments.against is None:
+        compare_models()
+    else:
+        compare_revisions(arguments.against, arguments.rounds, arguments.cpu)
 
 
 if __name__ == "__main__":
