@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from service.simulator import SimulatorControl
@@ -194,6 +196,77 @@ async def test_a_malformed_filter_gets_a_message_not_an_error(operator: Client) 
     assert "state: &#39;lost&#39; is not a watch state" in state.text
     stale = await operator.get("/console/watches", params={"cursor": "%%%"})
     assert "That page link is stale." in stale.text
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00", "9999-12-31T23:59", "9999-12-31T23:59-05:00"]
+)
+async def test_a_moment_at_the_calendars_edge_gets_a_message_not_an_error(
+    operator: Client, moment: str
+) -> None:
+    refusal = f"until: &#39;{moment}&#39; is not between 1970 and 9998"
+    found = await operator.get("/console/watches", params={"until": moment})
+    assert found.status_code == 200
+    assert refusal in found.text
+    host = {"host": "erp.example.com"}
+    form = await operator.get("/console/receivers/recover", params={**host, "until": moment})
+    assert form.status_code == 400
+    assert refusal in form.text
+    valid = await operator.get("/console/receivers/recover", params=host)
+    recover = await operator.post(
+        "/console/receivers/recover",
+        data={"csrf": csrf_of(valid.text), "confirm": "yes", **host, "until": moment},
+    )
+    assert recover.status_code == 400
+    assert refusal in recover.text
+
+
+# Inputs a hand or a script may send: empty, huge, control and non-ASCII characters, numbers out
+# of every range, moments at the calendar's edges, path tricks.
+ODD_VALUES = [
+    "",
+    " ",
+    "x" * 5000,
+    "\x00",
+    "%00",
+    "../../etc",
+    "'\"<>",
+    "☃",
+    "9" * 40,
+    "-1",
+    "1e309",
+    "nan",
+    "2026-13-45T99:99",
+    "0001-01-01T00:00",
+    "9999-12-31T23:59:59-05:00",
+]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES)
+async def test_odd_values_in_any_field_never_cause_a_server_error(
+    operator: Client, value: str
+) -> None:
+    segment = quote(value, safe="") or "x"
+    answers = [
+        *[
+            await operator.get("/console/watches", params={field: value})
+            for field in ("q", "client", "state", "failure_code", "since", "until", "cursor")
+        ],
+        await operator.get(f"/console/watches/{segment}"),
+        await operator.get(f"/console/watches/{segment}/redeliver"),
+        await operator.get(f"/console/watches/w/{segment}"),
+        await operator.get("/console/receivers", params={"host": value}),
+        await operator.get("/console/receivers/recover", params={"host": value, "until": value}),
+    ]
+    token = csrf_of((await operator.get("/console")).text)
+    for field in ("host", "since", "until"):
+        form = {"csrf": token, "confirm": "yes", "host": "h", field: value}
+        answers.append(await operator.post("/console/receivers/recover", data=form))
+    confirmed = {"csrf": token, "confirm": "yes"}
+    answers.append(await operator.post(f"/console/watches/{segment}/cancel", data=confirmed))
+    assert [
+        (answer.url.path, answer.status_code) for answer in answers if answer.status_code >= 500
+    ] == []
 
 
 async def test_hostile_metadata_and_callback_urls_render_as_text(

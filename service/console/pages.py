@@ -49,6 +49,10 @@ FAILURE_CODES: Final = sorted(
 
 
 # -- pages --------------------------------------------------------------------------------------
+# The moments a page takes: any watch's, with room to shift by a day either way.
+_MOMENTS: Final = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9998, 12, 31, tzinfo=UTC))
+
+
 @get("/")
 async def overview(services: ServicesDep, signed: SignedDep) -> Template:
     """Watches by state, the last hour's deliveries, lag, Monite traffic and workers."""
@@ -326,14 +330,26 @@ def _state(raw: str) -> WatchState | None:
 
 
 def _moment(raw: str, field: str) -> datetime | None:
-    """A ``datetime-local`` value (or ISO 8601), read as UTC when it names no offset."""
+    """A ``datetime-local`` value (or ISO 8601) in UTC, read as UTC when it names no offset.
+
+    Refused outside ``_MOMENTS``: the pages shift a moment by a day or a minute, which the
+    calendar's first and last days cannot take (``OverflowError``, a 500 before).
+    """
     if not raw.strip():
         return None
     try:
         moment = datetime.fromisoformat(raw.strip())
     except ValueError:
         raise ValueError(f"{field}: {raw!r} is not a date and time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    earliest, latest = _MOMENTS
+    try:
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        in_range = earliest <= moment <= latest
+    except OverflowError:  # its offset moves it past the calendar's first or last day
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{field}: {raw!r} is not between {earliest.year} and {latest.year}")
+    return moment
 
 
 def _local(moment: datetime | None) -> str:
