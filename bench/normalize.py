@@ -11,7 +11,9 @@ the payment terms parser (issue 16), whose first sight of a text is timed on its
 ``--against REV`` compares this tree's pipeline with another revision's instead, side by side
 in one run: each tree is timed in its own process pinned to one core, the trees alternating
 (A B B A …) so that a host whose speed drifts during the run hurts neither more; it prints
-documents/s on one core for both, and the floor that tells how fast the host ran.
+documents/s on one core for both, and the floor that tells how fast the host ran. ``--compiled``
+does the same for this tree's source against its wheel, whose hot path mypyc compiled (what the
+Docker image runs).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -691,17 +694,27 @@ def checkout(revision: str, into: Path) -> Path:
     return tree
 
 
-def compare_revisions(revision: str, rounds: int, cpu: int) -> None:
-    """Print this tree's pipeline against ``revision``'s, timed alternately on one core."""
+def compiled_wheel(into: Path) -> Path:
+    """This tree's wheel (its hot path compiled by mypyc, as in the image) installed under
+    ``into``, with this benchmark beside it."""
+    wheels, site = into / "wheels", into / "site"
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "-t", str(site), str(wheel)], check=True)
+    (site / "bench").mkdir()
+    shutil.copy(Path(__file__), site / "bench" / "normalize.py")
+    return site
+
+
+def compare_trees(trees: dict[str, Path], rounds: int, cpu: int) -> None:
+    """Print the pipeline of each tree (the first is the baseline), timed alternately."""
     body = invoice_body()
-    label = f"{revision} (baseline)"
-    runs: dict[str, list[dict[str, float]]] = {label: [], "this tree": []}
-    with tempfile.TemporaryDirectory() as scratch:
-        trees = {label: checkout(revision, Path(scratch)), "this tree": ROOT}
-        order = [label, "this tree"]
-        for round_ in range(rounds):
-            for name in order if round_ % 2 == 0 else order[::-1]:
-                runs[name].append(time_tree(trees[name], body, cpu))
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    order = list(trees)
+    for round_ in range(rounds):
+        for name in order if round_ % 2 == 0 else order[::-1]:
+            runs[name].append(time_tree(trees[name], body, cpu))
     print(
         f"{LINES}-line invoice, {len(body)} bytes in; {rounds} alternating rounds on CPU {cpu}; "
         f"Python {platform.python_version()}, msgspec {msgspec.__version__}, load "
@@ -714,42 +727,53 @@ def compare_revisions(revision: str, rounds: int, cpu: int) -> None:
         "| tree | pipeline µs per document (each round) | median | best | documents/s | floor µs |"
     )
     print("|---|---|---:|---:|---:|---:|")
-    summary: dict[str, tuple[float, float]] = {}
+    summary: list[tuple[float, float]] = []
     for name, timings in runs.items():
         pipeline = [timing["pipeline"] for timing in timings]
         median, best = statistics.median(pipeline), min(pipeline)
-        summary[name] = median, best
+        summary.append((median, best))
         floor = min(timing["floor"] for timing in timings)
         print(
             f"| {name} | {' / '.join(f'{us:.1f}' for us in pipeline)} | {median:.1f} | "
             f"{best:.1f} | {1e6 / median:,.0f} (best {1e6 / best:,.0f}) | {floor:.1f} |"
         )
     print()
-    (base_median, base_best), (median, best) = summary[label], summary["this tree"]
+    (base_median, base_best), (median, best) = summary[0], summary[-1]
     print(
-        f"this tree / baseline: {median / base_median - 1:+.1%} per document by medians, "
+        f"{order[-1]} / {order[0]}: {median / base_median - 1:+.1%} per document by medians, "
         f"{best / base_best - 1:+.1%} by best rounds"
     )
 
 
 def main() -> None:
-    """``compare_models`` by default, ``compare_revisions`` with ``--against``."""
+    """``compare_models`` by default, ``compare_trees`` with ``--against`` or ``--compiled``."""
     parser = argparse.ArgumentParser(
-        description="Decode + normalize + encode: msgspec against pydantic, or against a revision."
+        description="Decode + normalize + encode: msgspec against pydantic, against a revision, "
+        "or the pure source against the compiled wheel."
     )
-    parser.add_argument("--against", metavar="REV", help="a git revision to compare with")
-    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (--against)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--against", metavar="REV", help="a git revision to compare with")
+    choice.add_argument(
+        "--compiled", action="store_true", help="this tree against its compiled wheel"
+    )
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds")
     parser.add_argument(
         "--cpu",
         type=int,
         default=max(os.sched_getaffinity(0)),
-        help="the CPU both trees are pinned to (--against)",
+        help="the CPU every tree is pinned to",
     )
     arguments = parser.parse_args()
-    if arguments.against is None:
+    if arguments.against is None and not arguments.compiled:
         compare_models()
-    else:
-        compare_revisions(arguments.against, arguments.rounds, arguments.cpu)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        if arguments.compiled:
+            trees = {"pure Python": ROOT, "compiled wheel": compiled_wheel(Path(scratch))}
+        else:
+            trees = {f"{arguments.against} (baseline)": checkout(arguments.against, Path(scratch))}
+            trees["this tree"] = ROOT
+        compare_trees(trees, arguments.rounds, arguments.cpu)
 
 
 if __name__ == "__main__":

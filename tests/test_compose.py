@@ -245,3 +245,28 @@ def test_image_runs_the_console_script_as_a_non_root_user() -> None:
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users
     assert users[-1] not in ("root", "0")
+
+
+def test_the_image_builds_its_wheel_with_the_build_hook_and_a_compiler() -> None:
+    # The wheel's build hook (hatch_build.py) compiles the hot path: the build stage must copy
+    # the hook and start from an image that has gcc (the -slim images have none).
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build_stage = dockerfile.split("\nFROM ")[1]  # the text after the first FROM line's "FROM "
+    assert re.match(r"python:3\.\d+ AS build\n", build_stage)
+    copied = " ".join(re.findall(r"^COPY (.+)$", build_stage, re.MULTILINE))
+    assert "hatch_build.py" in copied
+    hooks = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert "custom" in hooks["targets"]["wheel"]["hooks"]
+
+
+def test_the_build_context_holds_every_file_the_dockerfile_copies() -> None:
+    # .dockerignore excludes everything but what it re-includes with "!".
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.MULTILINE):
+        for source in sources.split():
+            assert source.rstrip("/") in allowed, source
