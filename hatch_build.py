@@ -57,6 +57,11 @@ class CompileHotPath(BuildHookInterface):  # type: ignore[type-arg]
             command.build_lib = str(built)
             command.build_temp = str(self._scratch / "temp")
             distribution.run_command("build_ext")
+        except Exception as exc:  # mypy's or the C compiler's: say how to build without them
+            raise RuntimeError(
+                f"compiling {', '.join(COMPILED)} with mypyc failed ({exc}); "
+                "OCR_RELAY_COMPILE=0 builds a pure-Python wheel"
+            ) from exc
         finally:
             os.chdir(cwd)
         for extension in built.rglob("*.so"):

@@ -7,6 +7,7 @@ run again with the compiled modules imported in their place.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -59,6 +60,26 @@ def test_the_wheel_carries_the_hot_path_compiled_for_this_platform(wheel: Path) 
         assert any(name.startswith(f"{module}.") and name.endswith(".so") for name in names)
         assert f"{module}.py" in names  # the source stays beside it, for tracebacks and reading
     assert not wheel.name.endswith("-py3-none-any.whl")
+
+
+def test_a_wheel_built_with_compiling_off_is_pure_python(tmp_path: Path) -> None:
+    env = {**os.environ, "OCR_RELAY_COMPILE": "0"}
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        str(tmp_path),
+        ".",
+        cwd=ROOT,
+        env=env,
+    )
+    (built,) = tmp_path.glob("ocr_relay-*.whl")
+    assert built.name.endswith("-py3-none-any.whl")
+    assert not [name for name in zipfile.ZipFile(built).namelist() if name.endswith(".so")]
 
 
 def test_the_domains_tests_pass_against_the_compiled_modules(wheel: Path, tmp_path: Path) -> None:
