@@ -49,6 +49,27 @@ def test_no_command_is_a_usage_error() -> None:
     assert "COMMAND" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ("api", "--port"),
+        ("simulator", "--port"),
+        ("dev", "--port"),
+        ("dev", "--simulator-port"),
+        ("dev", "--inbox-port"),
+        ("dev-inbox", "--port"),
+    ],
+)
+@pytest.mark.parametrize("port", ["99999", "0", "-5", "http"])
+def test_a_port_out_of_range_is_a_usage_error_naming_the_option(
+    command: str, option: str, port: str
+) -> None:
+    result = run_cli(command, f"{option}={port}")
+    assert result.returncode == 2
+    assert f"argument {option}: '{port}' is not a port number (1-65535)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("command", ["api", "worker", "dev", "inspect"])
 def test_malformed_redis_url_is_one_line_naming_the_variable(command: str) -> None:
     args = [command, "wat_x"] if command == "inspect" else [command]

@@ -89,6 +89,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return run_inspect(settings, args.watch_id, task_id=args.task, event_id=args.event)
 
 
+def _port(text: str) -> int:
+    """A TCP port to listen on; uvicorn would take 99999 and listen on another one."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (used by the CLI and by tests)."""
     parser = argparse.ArgumentParser(
@@ -106,19 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = add("api", _cmd_api, "serve the HTTP API")
     api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--port", type=_port, default=8000)
 
     worker = add("worker", _cmd_worker, "run an arq worker (polling and delivery)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
 
     sim = add("simulator", _cmd_simulator, "serve the Monite OCR simulator")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8100)
+    sim.add_argument("--port", type=_port, default=8100)
 
     dev = add("dev", _cmd_dev, "run api + worker + simulator (+ Redis if needed) in one terminal")
-    dev.add_argument("--port", type=int, default=8000, help="API port")
-    dev.add_argument("--simulator-port", type=int, default=8100)
-    dev.add_argument("--inbox-port", type=int, default=8200, help="dev inbox port")
+    dev.add_argument("--port", type=_port, default=8000, help="API port")
+    dev.add_argument("--simulator-port", type=_port, default=8100)
+    dev.add_argument("--inbox-port", type=_port, default=8200, help="dev inbox port")
 
     inbox = add(
         "dev-inbox",
@@ -126,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve the dev inbox: a callback receiver that verifies and records deliveries",
     )
     inbox.add_argument("--host", default="127.0.0.1")
-    inbox.add_argument("--port", type=int, default=8200)
+    inbox.add_argument("--port", type=_port, default=8200)
     inbox.add_argument(
         "--secret-file", type=Path, required=True, help="file holding the whsec_ secret"
     )
