@@ -2,7 +2,7 @@
 
 The Docker image installs the wheel, so production runs the compiled modules while every other
 test runs the source: here the wheel is built as the Dockerfile builds it, and the domain's tests
-run again with the compiled modules imported in their place.
+and the end-to-end tests run again with the compiled modules imported in their place.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The tests of what the compiled modules decide, and of the documents and events built from it.
+# The tests of what the compiled modules decide, of the documents and events built from it, and
+# of whole watches end to end (API, worker, simulator, callback receiver) through them.
 DOMAIN_TESTS = (
     "test_money.py",
     "test_normalize.py",
@@ -24,6 +25,8 @@ DOMAIN_TESTS = (
     "test_normalize_properties.py",
     "test_normalize_cmd.py",
     "test_event_schema.py",
+    "test_end_to_end.py",
+    "test_duplicate_hint.py",
 )
 COMPILED = ("service/domain/money", "service/domain/normalize")
 # Imports the compiled modules before pytest could import the source's, then runs the tests.
@@ -82,7 +85,9 @@ def test_a_wheel_built_with_compiling_off_is_pure_python(tmp_path: Path) -> None
     assert not [name for name in zipfile.ZipFile(built).namelist() if name.endswith(".so")]
 
 
-def test_the_domains_tests_pass_against_the_compiled_modules(wheel: Path, tmp_path: Path) -> None:
+def test_the_domain_and_end_to_end_tests_pass_against_the_compiled_modules(
+    wheel: Path, tmp_path: Path
+) -> None:
     site = tmp_path / "site"
     _run(
         sys.executable,
@@ -110,6 +115,6 @@ def test_the_domains_tests_pass_against_the_compiled_modules(wheel: Path, tmp_pa
         f"-c={ROOT / 'pyproject.toml'}",
         *(str(ROOT / "tests" / name) for name in DOMAIN_TESTS),
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": str(site)},
     )
     assert " passed" in output
