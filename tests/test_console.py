@@ -6,7 +6,6 @@ rule on its own, against the real app, Redis, workers and the Monite simulator.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -15,8 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from service.simulator import SimulatorControl
 from tests.conftest import OPERATOR_KEY, Receiver, auth, confirm, csrf_of
-from tests.test_end_to_end import ENTITY, register, settled
-from tests.test_normalize import shared_fixture
+from tests.test_end_to_end import ENTITY, invoice_de_data, invoice_de_task, register, settled
 
 Client = AsyncTestClient[Any]
 
@@ -122,10 +120,7 @@ async def test_the_stylesheet_is_served_with_a_long_cache_lifetime(console_api: 
 async def test_find_takes_a_task_id_an_event_id_a_watch_id_or_a_document_number(
     operator: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
 ) -> None:
-    recognized = json.loads(shared_fixture("monite", "ocr_task_invoice_de.json").read_text())
-    task = await simulator.create_task(
-        entity_id=ENTITY, document_type="invoice", recognized_data=recognized["recognized_data"]
-    )
+    task = await invoice_de_task(simulator)
     other = await simulator.create_task(entity_id=ENTITY, document_type="invoice")
     watch = await register(operator, task.id, receiver.url)
     await register(operator, other.id, receiver.url)
@@ -320,12 +315,9 @@ async def test_an_operators_redelivery_sends_the_event_again(
 async def test_the_watch_page_shows_the_document_as_a_table(
     operator: Client, simulator: SimulatorControl, receiver: Receiver, run_burst: Any
 ) -> None:
-    recognized = json.loads(shared_fixture("monite", "ocr_task_invoice_de.json").read_text())
-    data = recognized["recognized_data"]
+    data = invoice_de_data()
     data["sender"]["name"] = "<b>Evil & Co</b>"
-    task = await simulator.create_task(
-        entity_id=ENTITY, document_type="invoice", recognized_data=data
-    )
+    task = await invoice_de_task(simulator, data)
     watch = await register(operator, task.id, receiver.url)
     await run_burst()
     await settled(operator, watch["id"])

@@ -5,15 +5,13 @@ Screenshots are written to ``tests/artifacts/console/`` (see the README); open t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from playwright.async_api import Page, expect
 
 from service.simulator import SimulatorControl
 from tests.conftest import Receiver, auth, screenshot, sign_in
-from tests.test_end_to_end import ENTITY
-from tests.test_normalize import shared_fixture
+from tests.test_end_to_end import ENTITY, invoice_de_data, invoice_de_task
 
 
 async def register(page: Page, task_id: str, callback_url: str, **extra: Any) -> str:
@@ -26,6 +24,12 @@ async def register(page: Page, task_id: str, callback_url: str, **extra: Any) ->
     assert answer.status == 201, await answer.text()
     watch_id: str = (await answer.json())["id"]
     return watch_id
+
+
+async def polling_watch(page: Page, simulator: SimulatorControl, receiver: Receiver) -> str:
+    """Register a watch of a task that runs ten minutes: it polls all through a test; its id."""
+    task = await simulator.create_task(entity_id=ENTITY, duration_s=600)
+    return await register(page, task.id, receiver.url)
 
 
 async def state_of(page: Page, watch_id: str) -> str:
@@ -45,10 +49,7 @@ async def until_state(page: Page, watch_id: str, state: str) -> None:
 async def test_an_operator_finds_a_delivered_watch_by_task_id_and_redelivers_it(
     page: Page, worker: Any, simulator: SimulatorControl, receiver: Receiver
 ) -> None:
-    fixture = json.loads(shared_fixture("monite", "ocr_task_invoice_de.json").read_text())
-    task = await simulator.create_task(
-        entity_id=ENTITY, document_type="invoice", recognized_data=fixture["recognized_data"]
-    )
+    task = await invoice_de_task(simulator)
     watch_id = await register(page, task.id, receiver.url, metadata={"erp_ref": "PO-4711"})
     await until_state(page, watch_id, "delivered")
 
@@ -84,8 +85,7 @@ async def test_an_operator_finds_a_delivered_watch_by_task_id_and_redelivers_it(
 async def test_an_operator_cancels_a_polling_watch_and_signs_out(
     page: Page, simulator: SimulatorControl, receiver: Receiver
 ) -> None:
-    task = await simulator.create_task(entity_id=ENTITY, duration_s=600)
-    watch_id = await register(page, task.id, receiver.url)
+    watch_id = await polling_watch(page, simulator, receiver)
     await sign_in(page)
     await page.goto(f"/console/watches/{watch_id}")
     await page.get_by_role("link", name="Cancel").click()
@@ -110,8 +110,7 @@ async def test_a_wrong_operator_key_is_refused(page: Page) -> None:
 async def test_a_form_without_its_csrf_token_is_refused(
     page: Page, simulator: SimulatorControl, receiver: Receiver
 ) -> None:
-    task = await simulator.create_task(entity_id=ENTITY, duration_s=600)
-    watch_id = await register(page, task.id, receiver.url)
+    watch_id = await polling_watch(page, simulator, receiver)
     await sign_in(page)
     await page.goto(f"/console/watches/{watch_id}/cancel")
     await page.locator('main input[name="csrf"]').evaluate("input => input.remove()")
@@ -124,13 +123,10 @@ async def test_xss_probes_in_metadata_and_document_fields_render_as_text(
     page: Page, worker: Any, simulator: SimulatorControl, receiver: Receiver
 ) -> None:
     probe = "<img src=x onerror=alert(1)>"
-    recognized = json.loads(shared_fixture("monite", "ocr_task_invoice_de.json").read_text())
-    data = recognized["recognized_data"]
+    data = invoice_de_data()
     data["sender"]["name"] = probe
     data["line_items"][0]["name"] = "<script>alert(2)</script>"
-    task = await simulator.create_task(
-        entity_id=ENTITY, document_type="invoice", recognized_data=data
-    )
+    task = await invoice_de_task(simulator, data)
     watch_id = await register(page, task.id, receiver.url, metadata={"note": probe})
     await until_state(page, watch_id, "delivered")
     await sign_in(page)

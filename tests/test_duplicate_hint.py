@@ -4,7 +4,6 @@ another client's identical invoice is nobody's duplicate (never across tenants).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -15,8 +14,7 @@ from litestar.testing import AsyncTestClient
 from service.simulator import SimulatorControl
 from service.storage import Store
 from tests.conftest import Receiver, auth
-from tests.test_end_to_end import ENTITY
-from tests.test_normalize import shared_fixture
+from tests.test_end_to_end import ENTITY, invoice_de_task
 
 Client = AsyncTestClient[Any]
 
@@ -48,12 +46,7 @@ def duplicate_warnings(event: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_a_second_identical_invoice_points_at_the_first_and_another_clients_does_not(
     e2e_api: Client, worker: Worker, simulator: SimulatorControl, receiver: Receiver
 ) -> None:
-    task = json.loads(shared_fixture("monite", "ocr_task_invoice_de.json").read_text())
-    data = task["recognized_data"]
-    first, second, other = [
-        await simulator.create_task(entity_id=ENTITY, document_type="invoice", recognized_data=data)
-        for _ in range(3)
-    ]
+    first, second, other = [await invoice_de_task(simulator) for _ in range(3)]
     original = await delivered_event(e2e_api, "alpha", first.id, receiver)
     again = await delivered_event(e2e_api, "alpha", second.id, receiver)
     elsewhere = await delivered_event(e2e_api, "beta", other.id, receiver)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -11,11 +12,28 @@ from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from service.domain.signing import verify_signature
-from service.simulator import SimulatorControl
+from service.simulator import SimTask, SimulatorControl
 from tests.conftest import Receiver, Reply, auth
+from tests.test_normalize import shared_fixture
 
 ENTITY = "9d3c1b2a-1111-4a2b-8c3d-4e5f6a7b8c9d"
 Client = AsyncTestClient[Any]
+
+
+def invoice_de_data() -> dict[str, Any]:
+    """The shared German invoice's ``recognized_data``: a number, a seller, lines, a VAT id."""
+    task = json.loads(shared_fixture("monite", "ocr_task_invoice_de.json").read_text())
+    data: dict[str, Any] = task["recognized_data"]
+    return data
+
+
+async def invoice_de_task(
+    simulator: SimulatorControl, data: dict[str, Any] | None = None
+) -> SimTask:
+    """A finished simulator task that recognized ``data`` (by default the German invoice)."""
+    return await simulator.create_task(
+        entity_id=ENTITY, document_type="invoice", recognized_data=data or invoice_de_data()
+    )
 
 
 async def register(api: Client, task_id: str, callback_url: str, **extra: Any) -> dict[str, Any]:
