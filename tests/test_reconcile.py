@@ -71,7 +71,8 @@ async def test_an_attempt_whose_worker_died_is_sent_on_once_its_lease_ends(
 async def test_a_group_whose_round_was_lost_gets_one_and_is_counted(
     store: Store, reconciler: Reconciler
 ) -> None:
-    await create(store, make_watch())
+    # Due a second ago: a step due in the very millisecond the reconciler reads it is not late.
+    await create(store, make_watch(), late_ms=1000)
     report = await reconciler.run()
     assert report.rounds == 1
     [job] = await queued_jobs(store)

@@ -40,12 +40,15 @@ def bump(w: Watch) -> Watch:
     return w
 
 
-async def create(store: Store, watch: Watch, idem: str | None = None) -> tuple[Watch, bool]:
+async def create(
+    store: Store, watch: Watch, idem: str | None = None, *, late_ms: int = 0
+) -> tuple[Watch, bool]:
+    """Store ``watch`` with its first poll due now, or ``late_ms`` ago."""
     result = await store.watches.create_watch(
         watch,
         group="-",
         idempotency_key=None if idem is None else store.keys.idempotency(watch.client, idem),
-        first_poll_at_ms=wall_ms(),
+        first_poll_at_ms=wall_ms() - late_ms,
     )
     return result.watch, result.created
 
