@@ -5,7 +5,8 @@ lean as CPython allows (bench/RESULTS.md, issue 4); compiled by mypyc from the s
 source it runs 1.3x faster per document. Only wheels are compiled (the Docker image installs
 one): an editable install stays pure Python, so an edit is never hidden behind a stale binary,
 and ``OCR_RELAY_COMPILE=0`` builds a pure wheel where no C compiler is at hand.
-``tests/test_compiled.py`` runs the domain's tests against the compiled modules.
+``tests/test_compiled.py`` runs the domain's and the end-to-end tests against the compiled
+modules.
 """
 
 from __future__ import annotations

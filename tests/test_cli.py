@@ -60,7 +60,7 @@ def test_no_command_is_a_usage_error() -> None:
         ("dev-inbox", "--port"),
     ],
 )
-@pytest.mark.parametrize("port", ["99999", "0", "-5", "http"])
+@pytest.mark.parametrize("port", ["99999", "0", "-5", "http", "²"])
 def test_a_port_out_of_range_is_a_usage_error_naming_the_option(
     command: str, option: str, port: str
 ) -> None:

@@ -90,8 +90,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _port(text: str) -> int:
-    """A TCP port to listen on; uvicorn would take 99999 and listen on another one."""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    """A TCP port to listen on: uvicorn itself takes 99999 and reports listening on it."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return int(text)
 
